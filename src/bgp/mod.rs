@@ -1,0 +1,8 @@
+//! The BGP speaker: wire format, session FSM, RIB, session drivers.
+
+pub mod fsm;
+pub mod policy;
+pub mod rib;
+pub mod wire;
+pub mod session;
+pub mod speaker;
