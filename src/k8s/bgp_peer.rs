@@ -1,0 +1,257 @@
+//! `BGPPeer` (petrel.dev/v1): a BGP session, or a set of sessions selected by
+//! labels. Field names follow Calico's `projectcalico.org/v3`; `holdTime`,
+//! `passive` and `maxPrefixes` are petrel additions.
+//! Related RFCs: RFC 4271 (hold/keepalive timers), RFC 6793 (AS numbers),
+//! RFC 2385 (password), RFC 5082 (GTSM), RFC 4724 (graceful restart),
+//! RFC 4456 (route reflection).
+
+use super::{BgpPassword, KubeDuration};
+use kube::CustomResource;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+/// One BGP peering (or a set of peerings chosen by selectors).
+#[derive(
+    CustomResource,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+)]
+#[kube(
+    group = "petrel.dev",
+    version = "v1",
+    kind = "BGPPeer",
+    plural = "bgppeers",
+    derive = "PartialEq",
+    doc = "A BGP peering for some or all nodes; Calico-compatible fields plus holdTime, passive, maxPrefixes.",
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.node"}"#,
+    printcolumn = r#"{"name":"Node Selector","type":"string","jsonPath":".spec.nodeSelector"}"#,
+    printcolumn = r#"{"name":"Peer IP","type":"string","jsonPath":".spec.peerIP"}"#,
+    printcolumn = r#"{"name":"Peer Selector","type":"string","jsonPath":".spec.peerSelector"}"#,
+    printcolumn = r#"{"name":"Peer ASN","type":"integer","jsonPath":".spec.asNumber"}"#,
+    printcolumn = r#"{"name":"Local ASN","type":"integer","jsonPath":".spec.localASNumber"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BgpPeerSpec {
+    /// The node that has this peering. Neither `node` nor `nodeSelector`: all nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Selector (Calico syntax) of the nodes that have this peering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<String>,
+    /// Address of the peer, with an optional port: `10.0.0.1`, `10.0.0.1:1179`,
+    /// `fd00::1`, `[fd00::1]:1179`.
+    #[serde(rename = "peerIP", default, skip_serializing_if = "Option::is_none")]
+    pub peer_ip: Option<PeerIp>,
+    /// AS number of the peer (required with `peerIP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_number: Option<u32>,
+    /// Local AS number for this peering instead of the node's.
+    #[serde(
+        rename = "localASNumber",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub local_as_number: Option<u32>,
+    /// Selector of other nodes to peer with (one peering per selected node and family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_selector: Option<String>,
+    /// Deprecated Calico field: `true` is `nextHopMode: Keep` for eBGP peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_original_next_hop: Option<bool>,
+    /// Next hop on routes sent to this peer: `Auto` (BGP default), `Self`, `Keep`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_mode: Option<NextHopModeSpec>,
+    /// TCP MD5 password (RFC 2385) from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<BgpPassword>,
+    /// Local address of the TCP connection: `UseNodeIP` (default) binds to the
+    /// node's address of the peer's family, `None` lets the kernel choose;
+    /// petrel also accepts a literal IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<SourceAddress>,
+    /// Graceful-restart time advertised to this peer (RFC 4724). [Default: 120s]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restart_time: Option<KubeDuration>,
+    /// Interval between KEEPALIVE messages. [Default: one third of the hold time]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_time: Option<KubeDuration>,
+    /// How many times our own AS may appear in received AS paths (0..=255).
+    #[serde(
+        rename = "numAllowedLocalASNumbers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub num_allowed_local_as_numbers: Option<i32>,
+    /// GTSM (RFC 5082): the number of hops to the peer; 0 or absent disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_security: Option<u8>,
+    /// Calico installs a static route to the peer through this gateway.
+    /// Accepted for compatibility (the address is checked) and ignored by petrel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable_by: Option<String>,
+    /// Names of BGPFilters applied to this peering, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<String>,
+    /// Calico's peering with local workloads. Not supported by petrel (rejected if set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_workload_selector: Option<String>,
+    /// Whether nodes selected by `peerSelector` (or owning `peerIP`) get the
+    /// reverse peering automatically (`Auto`, default) or need their own BGPPeer (`Manual`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse_peering: Option<ReversePeering>,
+    /// petrel addition: hold time proposed in OPEN (0 or at least 3s). [Default: 90s]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_time: Option<KubeDuration>,
+    /// petrel addition: never initiate the TCP connection, only accept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passive: Option<bool>,
+    /// petrel addition: maximum number of prefixes accepted per family; the
+    /// session is closed with a Cease NOTIFICATION (RFC 4486) when exceeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prefixes: Option<u32>,
+}
+
+/// Calico `nextHopMode`.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHopModeSpec {
+    Auto,
+    #[serde(rename = "Self")]
+    SelfHop,
+    Keep,
+}
+
+/// Calico `reversePeering`.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReversePeering {
+    Auto,
+    Manual,
+}
+
+/// A peer address with an optional TCP port (Calico `peerIP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerIp {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl FromStr for PeerIp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(PeerIp { ip, port: None });
+        }
+        match s.parse::<SocketAddr>() {
+            Ok(sa) if sa.port() == 0 => Err(format!("invalid peerIP {s:?}: port 0 is not allowed")),
+            Ok(sa) => Ok(PeerIp {
+                ip: sa.ip(),
+                port: Some(sa.port()),
+            }),
+            Err(_) => Err(format!(
+                "invalid peerIP {s:?}: expected an IP address, <IPv4>:<port> or [<IPv6>]:<port>"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PeerIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ip, self.port) {
+            (ip, None) => ip.fmt(f),
+            (IpAddr::V4(ip), Some(p)) => write!(f, "{ip}:{p}"),
+            (IpAddr::V6(ip), Some(p)) => write!(f, "[{ip}]:{p}"),
+        }
+    }
+}
+
+/// Calico `sourceAddress`, extended with literal addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceAddress {
+    /// Bind to the node's address of the peer's family (Calico default).
+    UseNodeIp,
+    /// Do not bind; the kernel picks the source address.
+    None,
+    /// petrel extension: bind to this address.
+    Address(IpAddr),
+}
+
+impl FromStr for SourceAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "UseNodeIP" => Ok(SourceAddress::UseNodeIp),
+            "None" => Ok(SourceAddress::None),
+            other => other.parse().map(SourceAddress::Address).map_err(|_| {
+                format!(
+                    "invalid sourceAddress {s:?}: expected \"UseNodeIP\", \"None\" or an IP address"
+                )
+            }),
+        }
+    }
+}
+
+impl fmt::Display for SourceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceAddress::UseNodeIp => f.write_str("UseNodeIP"),
+            SourceAddress::None => f.write_str("None"),
+            SourceAddress::Address(ip) => ip.fmt(f),
+        }
+    }
+}
+
+macro_rules! string_serde {
+    ($ty:ty, $expecting:literal, $schema_name:literal, $desc:literal) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visitor;
+                impl serde::de::Visitor<'_> for Visitor {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$ty, E> {
+                        v.parse().map_err(E::custom)
+                    }
+                }
+                deserializer.deserialize_str(Visitor)
+            }
+        }
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $schema_name.into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "description": $desc })
+            }
+            fn inline_schema() -> bool {
+                true
+            }
+        }
+    };
+}
+
+string_serde!(
+    PeerIp,
+    "a peer address such as \"10.0.0.1\", \"10.0.0.1:179\" or \"[fd00::1]:179\"",
+    "PeerIP",
+    "IP address of the peer with an optional port: 10.0.0.1, 10.0.0.1:179, fd00::1, [fd00::1]:179."
+);
+string_serde!(
+    SourceAddress,
+    "\"UseNodeIP\", \"None\" or an IP address",
+    "SourceAddress",
+    "UseNodeIP (default), None, or a literal IP address (petrel extension)."
+);
