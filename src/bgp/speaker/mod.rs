@@ -1,0 +1,288 @@
+//! The BGP speaker: the one task that owns the RIB and the peer table
+//! (RFC 4271 §9: UPDATE processing, decision process, update-send process;
+//! RFC 4724 §2 End-of-RIB; RFC 4486 prefix limits).
+//!
+//! It is fed typed messages: resolved configuration from the datastore,
+//! events from the per-session drivers (`bgp::session`), inbound connections
+//! from the listeners, and queries from the management API. Nothing else
+//! mutates its state.
+
+mod export;
+mod import;
+mod listener;
+mod peers;
+mod status;
+
+use crate::api::pb;
+use crate::bgp::fsm::{Negotiated, State};
+use crate::bgp::rib::{PathSource, Rib};
+use crate::bgp::wire::{Family, Message, Nlri, PathAttributes};
+use crate::dataplane::RouteTarget;
+use crate::datastore::resolved::{NodeConfig, PeerOrigin};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use peers::PeerEntry;
+
+/// Commands from the speaker to one session driver.
+#[derive(Debug)]
+pub enum SessionCmd {
+    /// Hand over an accepted inbound connection from this peer.
+    Inbound(TcpStream),
+    /// Send these routes, all sharing one attribute set.
+    Announce(Arc<PathAttributes>, Vec<Nlri>),
+    Withdraw(Vec<Nlri>),
+    EndOfRib(Family),
+    /// Stop the session with a Cease NOTIFICATION of this subcode and data,
+    /// then stay down (`restart == false`) or restart with backoff.
+    Stop {
+        subcode: u8,
+        data: Vec<u8>,
+        restart: bool,
+    },
+    /// Configuration changed in a way that needs no reset (timers, limits).
+    Reconfigure(Box<crate::bgp::fsm::SessionConfig>),
+}
+
+/// Events from a session driver to the speaker.
+#[derive(Debug)]
+pub enum SessionEvent {
+    State(State),
+    Established {
+        negotiated: Box<Negotiated>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// The session left Established or an attempt failed; human-readable reason.
+    Down {
+        reason: String,
+        was_established: bool,
+    },
+    Received(Message),
+    /// RFC 7606 non-fatal errors applied to a received UPDATE.
+    AttributeErrors(Vec<String>),
+}
+
+/// Queries from the management API.
+#[derive(Debug)]
+pub enum Query {
+    Peers(oneshot::Sender<Vec<pb::Peer>>),
+    Routes(Option<Family>, oneshot::Sender<Vec<pb::Route>>),
+}
+
+/// Everything the speaker task receives.
+#[derive(Debug)]
+pub enum SpeakerMsg {
+    Session {
+        id: u32,
+        event: SessionEvent,
+    },
+    Inbound {
+        stream: TcpStream,
+        remote: SocketAddr,
+    },
+    Query(Query),
+}
+
+/// Cloneable handle to the speaker task.
+#[derive(Clone, Debug)]
+pub struct SpeakerHandle {
+    tx: mpsc::Sender<SpeakerMsg>,
+}
+
+impl SpeakerHandle {
+    pub async fn peers(&self) -> Vec<pb::Peer> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(SpeakerMsg::Query(Query::Peers(tx)))
+            .await
+            .is_err()
+        {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
+    pub async fn routes(&self, family: Option<Family>) -> Vec<pb::Route> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(SpeakerMsg::Query(Query::Routes(family, tx)))
+            .await
+            .is_err()
+        {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// Selected routes handed to the dataplane: prefix -> kernel route (`None` =
+/// withdrawn). Learned routes go to their (multipath) next hops; the node's
+/// own pod blocks become blackholes; other local routes are not installed.
+pub type FibChanges = Vec<(IpNet, Option<RouteTarget>)>;
+
+/// What the speaker tells the dataplane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FibMsg {
+    Changes(FibChanges),
+    /// Every established peer has sent End-of-RIB for every negotiated
+    /// family: routes adopted at start-up that are still unclaimed can go.
+    Converged,
+}
+
+/// The kernel route for a Loc-RIB entry.
+fn fib_target(dest: Option<&crate::bgp::rib::Destination>, own_block: bool) -> Option<RouteTarget> {
+    let dest = dest?;
+    if dest.best()?.source.local {
+        return own_block.then_some(RouteTarget::Blackhole);
+    }
+    let hops: Vec<IpAddr> = dest
+        .multipath_paths()
+        .iter()
+        .filter(|p| !p.source.local)
+        .filter_map(|p| p.next_hop)
+        .collect();
+    RouteTarget::from_next_hops(hops)
+}
+
+/// The speaker's state; see the module docs.
+pub struct Speaker {
+    node: Option<NodeConfig>,
+    peers: BTreeMap<PeerOrigin, PeerEntry>,
+    ids: HashMap<u32, PeerOrigin>,
+    next_id: u32,
+    rib: Rib,
+    local: Arc<PathSource>,
+    listeners: listener::Listeners,
+    tx: mpsc::Sender<SpeakerMsg>,
+    fib: Option<mpsc::UnboundedSender<FibMsg>>,
+    converged: bool,
+}
+
+impl Speaker {
+    /// Run the speaker until `shutdown` is cancelled or `config` closes. `fib` receives selected-route
+    /// changes for the dataplane, when one is attached.
+    pub fn spawn(
+        mut config: watch::Receiver<Option<NodeConfig>>,
+        fib: Option<mpsc::UnboundedSender<FibMsg>>,
+        shutdown: CancellationToken,
+    ) -> (SpeakerHandle, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let handle = SpeakerHandle { tx: tx.clone() };
+        let mut speaker = Speaker {
+            node: None,
+            peers: BTreeMap::new(),
+            ids: HashMap::new(),
+            next_id: 1,
+            rib: Rib::default(),
+            local: PathSource::local(std::net::Ipv4Addr::UNSPECIFIED),
+            listeners: listener::Listeners::default(),
+            tx,
+            fib,
+            converged: false,
+        };
+        let task = tokio::spawn(async move {
+            let initial = config.borrow_and_update().clone();
+            if let Some(c) = initial {
+                speaker.apply_config(c).await;
+            }
+            loop {
+                tokio::select! {
+                    changed = config.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let c = config.borrow_and_update().clone();
+                        if let Some(c) = c {
+                            speaker.apply_config(c).await;
+                        }
+                    }
+                    Some(msg) = rx.recv() => speaker.handle(msg).await,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            speaker.shutdown().await;
+        });
+        (handle, task)
+    }
+
+    async fn handle(&mut self, msg: SpeakerMsg) {
+        match msg {
+            SpeakerMsg::Session { id, event } => self.session_event(id, event),
+            SpeakerMsg::Inbound { stream, remote } => self.inbound(stream, remote),
+            SpeakerMsg::Query(Query::Peers(reply)) => {
+                let _ = reply.send(self.peer_views());
+            }
+            SpeakerMsg::Query(Query::Routes(family, reply)) => {
+                let _ = reply.send(self.route_views(family));
+            }
+        }
+        self.flush();
+        self.check_converged();
+    }
+
+    /// Push pending best-path changes to the peers and the dataplane.
+    fn flush(&mut self) {
+        let changed = self.rib.take_changes();
+        if changed.is_empty() {
+            return;
+        }
+        self.export_changes(&changed);
+        if let Some(fib) = &self.fib {
+            let pod_cidrs: &[IpNet] = self.node.as_ref().map(|n| &n.pod_cidrs[..]).unwrap_or(&[]);
+            let changes: FibChanges = changed
+                .iter()
+                .map(|prefix| {
+                    (
+                        *prefix,
+                        fib_target(self.rib.get(prefix), pod_cidrs.contains(prefix)),
+                    )
+                })
+                .collect();
+            let _ = fib.send(FibMsg::Changes(changes));
+        }
+    }
+
+    /// Signal convergence once every established peer has sent End-of-RIB
+    /// for all its families (RFC 4724 §2) and at least one peer is up.
+    fn check_converged(&mut self) {
+        if self.converged {
+            return;
+        }
+        let mut established = self
+            .peers
+            .values()
+            .filter_map(|p| p.negotiated.as_ref().map(|n| (p, n)));
+        let mut any = false;
+        let all = established.all(|(p, n)| {
+            any = true;
+            n.families.iter().all(|f| p.eor_received.contains(f))
+        });
+        if any && all {
+            self.converged = true;
+            tracing::info!("End-of-RIB received from every established peer: routing converged");
+            if let Some(fib) = &self.fib {
+                let _ = fib.send(FibMsg::Converged);
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let keys: Vec<PeerOrigin> = self.peers.keys().cloned().collect();
+        for k in keys {
+            self.remove_peer(
+                &k,
+                crate::bgp::wire::notification::CEASE_ADMIN_SHUTDOWN,
+                "petrel agent shutting down",
+            );
+        }
+        // Give the drivers a moment to flush their NOTIFICATIONs.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,450 @@
+//! Peer lifecycle in the speaker: applying configuration changes with the
+//! least disruption (RFC 4486 subcodes on reset), spawning session drivers,
+//! routing inbound connections, and session events.
+
+use super::{SessionCmd, SessionEvent, Speaker};
+use crate::bgp::fsm::{Negotiated, SessionConfig, State};
+use crate::bgp::rib::PathSource;
+use crate::bgp::session::{self, SessionStats};
+use crate::bgp::wire::{
+    self, Family, Message, Notification, Origin, PathAttributes, notification as n,
+};
+use crate::datastore::resolved::{Community, NodeConfig, PeerConfig, PeerOrigin};
+use ipnet::IpNet;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// The speaker's view of one configured peer.
+pub struct PeerEntry {
+    pub id: u32,
+    pub config: PeerConfig,
+    pub cmd: mpsc::UnboundedSender<SessionCmd>,
+    pub task: tokio::task::JoinHandle<()>,
+    pub state: State,
+    /// Set while Established: the source stamped on this peer's paths.
+    pub source: Option<Arc<PathSource>>,
+    pub negotiated: Option<Box<Negotiated>>,
+    pub local_addr: Option<SocketAddr>,
+    pub established_at: Option<Instant>,
+    pub established_transitions: u64,
+    pub last_error: String,
+    pub stats: Arc<SessionStats>,
+    /// Adj-RIB-Out: what this peer has been sent.
+    pub adj_out: HashMap<IpNet, Arc<PathAttributes>>,
+    /// NLRI received (announcements, before policy) since the session came up.
+    pub received: u64,
+    /// Announcements rejected on import (loops, policy).
+    pub rejected: u64,
+    pub eor_received: BTreeSet<Family>,
+    /// Pre-policy Adj-RIB-In, kept so a policy change can be re-applied
+    /// without asking the peer to resend (soft reconfiguration inbound).
+    pub adj_in_pre: HashMap<(IpNet, u32), Arc<PathAttributes>>,
+}
+
+impl PeerEntry {
+    pub fn ebgp(&self) -> bool {
+        self.config.peer_as != self.config.local_as
+    }
+}
+
+/// Does a change from `a` to `b` need the session to be reset?
+fn needs_reset(a: &PeerConfig, b: &PeerConfig) -> bool {
+    a.address != b.address
+        || a.port != b.port
+        || a.peer_as != b.peer_as
+        || a.local_as != b.local_as
+        || a.password != b.password
+        || a.ttl_security != b.ttl_security
+        || a.source_address != b.source_address
+        || a.hold_time != b.hold_time
+        || a.keepalive_time != b.keepalive_time
+        || a.max_restart_time != b.max_restart_time
+        || a.passive != b.passive
+        || a.families != b.families
+}
+
+fn secs(d: Duration) -> u16 {
+    d.as_secs().min(u16::MAX as u64) as u16
+}
+
+/// The FSM configuration for a peer of this node.
+pub fn fsm_config(node: &NodeConfig, p: &PeerConfig, seed: u64) -> SessionConfig {
+    SessionConfig {
+        local_as: p.local_as,
+        peer_as: p.peer_as,
+        router_id: node.router_id,
+        hold_time: secs(p.hold_time),
+        keepalive_time: p.keepalive_time.map(secs),
+        connect_retry: Duration::from_secs(5),
+        idle_hold: Duration::from_secs(2),
+        max_idle_hold: Duration::from_secs(30),
+        passive: p.passive,
+        families: p.families.clone(),
+        route_refresh: true,
+        enhanced_route_refresh: true,
+        extended_message: true,
+        graceful_restart: Some(wire::GracefulRestartCap {
+            restart_state: false,
+            notification: true,
+            restart_time: secs(p.max_restart_time).min(4095),
+            families: p.families.iter().map(|f| (*f, false)).collect(),
+        }),
+        send_hold_time: None,
+        seed,
+    }
+}
+
+/// Attributes of a locally originated route (before export rewrites).
+fn local_attrs(communities: &[Community]) -> Arc<PathAttributes> {
+    let mut a = PathAttributes {
+        origin: Some(Origin::Igp),
+        ..Default::default()
+    };
+    for c in communities {
+        match c {
+            Community::Standard(v) => a.communities.push(*v),
+            Community::Large(v) => a.large_communities.push(*v),
+        }
+    }
+    Arc::new(a)
+}
+
+impl Speaker {
+    /// Apply a newly resolved node configuration.
+    pub(super) async fn apply_config(&mut self, new: NodeConfig) {
+        let old = self.node.take();
+        let identity_changed = old
+            .as_ref()
+            .is_some_and(|o| o.local_as != new.local_as || o.router_id != new.router_id);
+        if identity_changed {
+            info!(node = %new.node_name, "AS number or router id changed; resetting all sessions");
+            let keys: Vec<PeerOrigin> = self.peers.keys().cloned().collect();
+            for k in keys {
+                self.remove_peer(
+                    &k,
+                    n::CEASE_OTHER_CONFIG_CHANGE,
+                    "local AS or router id changed",
+                );
+            }
+        }
+        self.local = PathSource::local(new.router_id);
+
+        // Originated routes.
+        let old_orig = old
+            .as_ref()
+            .map(|o| o.originate.clone())
+            .unwrap_or_default();
+        for prefix in old_orig.keys() {
+            if !new.originate.contains_key(prefix) || identity_changed {
+                self.rib.remove(0, *prefix, 0);
+            }
+        }
+        for (prefix, comms) in &new.originate {
+            if old_orig.get(prefix) != Some(comms) || identity_changed {
+                let local = self.local.clone();
+                self.rib
+                    .insert(&local, *prefix, 0, local_attrs(comms), None);
+            }
+        }
+
+        // Listeners follow the port and bind mode.
+        self.listeners.reconcile(&new, self.tx.clone()).await;
+
+        // Peers.
+        let removed: Vec<PeerOrigin> = self
+            .peers
+            .keys()
+            .filter(|k| !new.peers.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in removed {
+            self.remove_peer(
+                &k,
+                n::CEASE_PEER_DECONFIGURED,
+                "peer removed from configuration",
+            );
+        }
+        let mut reimport = old.as_ref().is_some_and(|o| {
+            o.filters != new.filters
+                || o.cluster != new.cluster
+                || o.route_reflector_cluster_id != new.route_reflector_cluster_id
+        });
+        self.node = Some(new.clone());
+        for (origin, pc) in &new.peers {
+            match self.peers.get_mut(origin) {
+                Some(entry) if needs_reset(&entry.config, pc) => {
+                    info!(peer = %origin, "configuration change needs a session reset");
+                    self.remove_peer(
+                        origin,
+                        n::CEASE_OTHER_CONFIG_CHANGE,
+                        "configuration changed",
+                    );
+                    self.add_peer(origin.clone(), pc.clone());
+                }
+                Some(entry) => {
+                    if entry.config != *pc {
+                        info!(peer = %origin, "configuration updated in place");
+                        reimport |= entry.config.filters != pc.filters
+                            || entry.config.num_allowed_local_as != pc.num_allowed_local_as;
+                        entry.config = pc.clone();
+                        let _ = entry.cmd.send(SessionCmd::Reconfigure(Box::new(fsm_config(
+                            &new,
+                            pc,
+                            u64::from(entry.id),
+                        ))));
+                        self.export_full(origin);
+                    }
+                }
+                None => self.add_peer(origin.clone(), pc.clone()),
+            }
+        }
+        self.listeners.set_keys(
+            self.peers
+                .values()
+                .map(|p| (p.config.address, p.config.password.clone())),
+        );
+        if reimport {
+            info!("import policy changed: re-evaluating received routes");
+            self.reimport_all();
+        }
+        let export_all = old.as_ref().is_some_and(|o| {
+            o.filters != new.filters
+                || o.prefix_communities != new.prefix_communities
+                || o.route_reflector_cluster_id != new.route_reflector_cluster_id
+                || o.ipv4_address != new.ipv4_address
+                || o.ipv6_address != new.ipv6_address
+        });
+        if export_all {
+            let origins: Vec<PeerOrigin> = self.peers.keys().cloned().collect();
+            for o in &origins {
+                self.export_full(o);
+            }
+        }
+        self.flush();
+    }
+
+    fn add_peer(&mut self, origin: PeerOrigin, pc: PeerConfig) {
+        let Some(node) = &self.node else { return };
+        if let Some(other) = self.peers.values().find(|p| p.config.address == pc.address) {
+            warn!(peer = %origin, other = %other.config.origin, address = %pc.address,
+                "two peers are configured with the same address; ignoring the second");
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let stats = Arc::new(SessionStats::default());
+        let (cmd, task) = session::spawn(
+            id,
+            fsm_config(
+                node,
+                &pc,
+                u64::from(id) ^ u64::from(u32::from(node.router_id)),
+            ),
+            pc.clone(),
+            self.tx.clone(),
+            stats.clone(),
+        );
+        info!(peer = %origin, address = %pc.address, peer_as = pc.peer_as, "peer added");
+        self.ids.insert(id, origin.clone());
+        self.peers.insert(
+            origin,
+            PeerEntry {
+                id,
+                config: pc,
+                cmd,
+                task,
+                state: State::Idle,
+                source: None,
+                negotiated: None,
+                local_addr: None,
+                established_at: None,
+                established_transitions: 0,
+                last_error: String::new(),
+                stats,
+                adj_out: HashMap::new(),
+                received: 0,
+                rejected: 0,
+                eor_received: BTreeSet::new(),
+                adj_in_pre: HashMap::new(),
+            },
+        );
+    }
+
+    /// Stop a peer's session with a Cease NOTIFICATION and forget it.
+    pub(super) fn remove_peer(&mut self, origin: &PeerOrigin, subcode: u8, text: &str) {
+        let Some(entry) = self.peers.remove(origin) else {
+            return;
+        };
+        info!(peer = %origin, reason = text, "peer removed");
+        let data = if matches!(subcode, n::CEASE_ADMIN_SHUTDOWN | n::CEASE_ADMIN_RESET) {
+            n::shutdown_data(text)
+        } else {
+            vec![]
+        };
+        let _ = entry.cmd.send(SessionCmd::Stop {
+            subcode,
+            data,
+            restart: false,
+        });
+        self.ids.remove(&entry.id);
+        self.rib.remove_peer(entry.id);
+        // The driver exits after sending the NOTIFICATION; dropping the
+        // command channel ends it in any case.
+        drop(entry.cmd);
+        let task = entry.task;
+        tokio::spawn(async move {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                warn!("session driver did not stop within 5 s");
+            }
+        });
+    }
+
+    /// Route an accepted connection to its peer's driver, or reject it.
+    pub(super) fn inbound(&mut self, stream: TcpStream, remote: SocketAddr) {
+        let addr = remote.ip().to_canonical();
+        let Some(entry) = self.peers.values().find(|p| p.config.address == addr) else {
+            warn!(remote = %remote, "rejecting connection from an unconfigured peer");
+            tokio::spawn(reject(stream));
+            return;
+        };
+        if let Some(hops) = entry.config.ttl_security
+            && let Err(e) = crate::sockopt::set_gtsm(&stream, addr.is_ipv6(), hops)
+        {
+            warn!(peer = %entry.config.origin, error = %e, "cannot set GTSM on accepted connection");
+            return;
+        }
+        let _ = entry.cmd.send(SessionCmd::Inbound(stream));
+    }
+
+    pub(super) fn session_event(&mut self, id: u32, event: SessionEvent) {
+        let Some(origin) = self.ids.get(&id).cloned() else {
+            return;
+        };
+        match event {
+            SessionEvent::State(s) => {
+                if let Some(e) = self.peers.get_mut(&origin) {
+                    e.state = s;
+                }
+            }
+            SessionEvent::Established {
+                negotiated,
+                local,
+                remote,
+            } => {
+                let Some(e) = self.peers.get_mut(&origin) else {
+                    return;
+                };
+                info!(peer = %origin, %local, %remote, router_id = %negotiated.remote_open.router_id, "session established");
+                e.source = Some(Arc::new(PathSource {
+                    peer: id,
+                    name: Arc::from(origin.to_string()),
+                    address: e.config.address,
+                    router_id: negotiated.remote_open.router_id,
+                    ebgp: e.ebgp(),
+                    local: false,
+                }));
+                e.state = State::Established;
+                e.negotiated = Some(negotiated);
+                e.local_addr = Some(local);
+                e.established_at = Some(Instant::now());
+                e.established_transitions += 1;
+                e.last_error.clear();
+                e.adj_out.clear();
+                e.received = 0;
+                e.rejected = 0;
+                e.eor_received.clear();
+                self.export_full(&origin);
+                if let Some(e) = self.peers.get(&origin)
+                    && let Some(neg) = &e.negotiated
+                {
+                    for f in &neg.families {
+                        let _ = e.cmd.send(SessionCmd::EndOfRib(*f));
+                    }
+                }
+            }
+            SessionEvent::Down {
+                reason,
+                was_established,
+            } => {
+                let Some(e) = self.peers.get_mut(&origin) else {
+                    return;
+                };
+                if was_established {
+                    warn!(peer = %origin, %reason, "session down");
+                } else {
+                    info!(peer = %origin, %reason, "session attempt failed");
+                }
+                e.last_error = reason;
+                e.source = None;
+                e.negotiated = None;
+                e.established_at = None;
+                e.adj_out.clear();
+                e.adj_in_pre.clear();
+                e.eor_received.clear();
+                if e.state == State::Established {
+                    e.state = State::Idle;
+                }
+                self.rib.remove_peer(id);
+            }
+            SessionEvent::Received(msg) => self.received(&origin, msg),
+            SessionEvent::AttributeErrors(errs) => {
+                for err in errs {
+                    warn!(peer = %origin, error = %err, "malformed attribute handled per RFC 7606");
+                }
+            }
+        }
+    }
+
+    fn received(&mut self, origin: &PeerOrigin, msg: Message) {
+        match msg {
+            Message::Update(u) => self.import(origin, u),
+            Message::EndOfRib(f) => {
+                if let Some(e) = self.peers.get_mut(origin) {
+                    info!(peer = %origin, family = f.name(), "End-of-RIB received");
+                    e.eor_received.insert(f);
+                }
+            }
+            Message::RouteRefresh(rr) => {
+                // RFC 2918: re-send the whole Adj-RIB-Out for the family.
+                if let Some(e) = self.peers.get_mut(origin) {
+                    e.adj_out.retain(|p, _| Family::of(p) != rr.family);
+                }
+                self.export_full(origin);
+                if let Some(e) = self.peers.get(origin) {
+                    let _ = e.cmd.send(SessionCmd::EndOfRib(rr.family));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Send Cease/Connection Rejected (RFC 4486) to an unexpected peer and close.
+async fn reject(mut stream: TcpStream) {
+    let msg = Message::Notification(Notification {
+        code: n::CEASE,
+        subcode: n::CEASE_CONNECTION_REJECTED,
+        data: vec![],
+    });
+    if let Ok(bytes) = wire::encode(&msg, &wire::WireContext::initial()) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&bytes)).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// The IP of an address family, for next-hop selection.
+pub(super) fn same_family(a: IpAddr, f: Family) -> bool {
+    matches!(
+        (a, f),
+        (IpAddr::V4(_), Family::Ipv4Unicast) | (IpAddr::V6(_), Family::Ipv6Unicast)
+    )
+}

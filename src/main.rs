@@ -1,0 +1,143 @@
+//! The `petrel` binary: the node agent and its command-line client.
+
+use clap::{Parser, Subcommand};
+use petrel::agent::{AgentOptions, DatastoreSpec};
+use petrel::cli::Output;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "petrel",
+    version,
+    about = "BGP-based layer-3 routing agent for Kubernetes"
+)]
+struct Cli {
+    /// Management API socket of the agent.
+    #[arg(
+        long,
+        global = true,
+        env = "PETREL_API_SOCKET",
+        default_value = "/run/petrel/petrel.sock"
+    )]
+    api_socket: PathBuf,
+    /// Log format of the agent.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node agent.
+    Agent {
+        /// Name of this node (the Node object that gives its BGP identity).
+        #[arg(long, env = "NODE_NAME")]
+        node_name: String,
+        /// Configuration source: file:DIR, a directory of YAML manifests.
+        #[arg(long, value_parser = clap::value_parser!(DatastoreSpec))]
+        datastore: DatastoreSpec,
+        /// Kernel routing table for learned routes (254 = main).
+        #[arg(long, default_value_t = 254)]
+        route_table: u32,
+        /// Route protocol number marking petrel's kernel routes; only routes
+        /// with this number are ever changed or deleted.
+        #[arg(long, default_value_t = petrel::dataplane::RTPROT_PETREL)]
+        route_protocol: u8,
+        /// How long routes found in the kernel at start-up are kept when the
+        /// peers never all send End-of-RIB.
+        #[arg(long, default_value = "120", value_name = "SECONDS")]
+        stale_timeout: u64,
+    },
+    /// Show the BGP sessions of a running agent.
+    Peers {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Show the routes in a running agent's RIB.
+    Routes {
+        /// Only this family: ipv4 or ipv6.
+        #[arg(long)]
+        family: Option<String>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("petrel: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = rt.block_on(async {
+        match cli.command {
+            Command::Agent {
+                node_name,
+                datastore,
+                route_table,
+                route_protocol,
+                stale_timeout,
+            } => {
+                init_logging(cli.log_format);
+                let dataplane = petrel::dataplane::DataplaneConfig {
+                    table: route_table,
+                    protocol: route_protocol,
+                    stale_timeout: std::time::Duration::from_secs(stale_timeout),
+                    ..Default::default()
+                };
+                petrel::agent::run(AgentOptions {
+                    node_name,
+                    datastore,
+                    api_socket: cli.api_socket,
+                    dataplane,
+                })
+                .await
+            }
+            Command::Peers { output } => Ok(petrel::cli::peers(&cli.api_socket, output).await?),
+            Command::Routes { family, output } => {
+                Ok(petrel::cli::routes(&cli.api_socket, family, output).await?)
+            }
+            Command::Crds => {
+                print!("{}", petrel::k8s::crd_manifests());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("petrel: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
