@@ -68,7 +68,10 @@ pub fn set_tcp_md5<S: AsRawFd>(sock: &S, peer: IpAddr, key: Option<&str>) -> io:
     if key.len() > MD5_MAX_KEY_LEN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("TCP MD5 key is {} bytes, the kernel allows at most {MD5_MAX_KEY_LEN}", key.len()),
+            format!(
+                "TCP MD5 key is {} bytes, the kernel allows at most {MD5_MAX_KEY_LEN}",
+                key.len()
+            ),
         ));
     }
     // A v4 peer on a dual-stack (v6) socket appears as a v4-mapped address.
@@ -92,7 +95,12 @@ pub fn set_gtsm<S: AsRawFd>(sock: &S, ipv6: bool, max_hops: u8) -> io::Result<()
     let min = 256 - hops;
     let fd = sock.as_raw_fd();
     if ipv6 {
-        setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &255 as &libc::c_int)?;
+        setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            &255 as &libc::c_int,
+        )?;
         setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT, &min)
     } else {
         setsockopt(fd, libc::IPPROTO_IP, libc::IP_TTL, &255 as &libc::c_int)?;
@@ -104,7 +112,12 @@ pub fn set_gtsm<S: AsRawFd>(sock: &S, ipv6: bool, max_hops: u8) -> io::Result<()
 pub fn set_ttl<S: AsRawFd>(sock: &S, ipv6: bool, ttl: u8) -> io::Result<()> {
     let ttl = ttl as libc::c_int;
     if ipv6 {
-        setsockopt(sock.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS, &ttl)
+        setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            &ttl,
+        )
     } else {
         setsockopt(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_TTL, &ttl)
     }

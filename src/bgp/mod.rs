@@ -3,6 +3,6 @@
 pub mod fsm;
 pub mod policy;
 pub mod rib;
-pub mod wire;
 pub mod session;
 pub mod speaker;
+pub mod wire;

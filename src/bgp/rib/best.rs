@@ -99,10 +99,7 @@ pub fn compare(a: &Path, b: &Path) -> (Ordering, NotBestReason) {
             }
         };
     }
-    step!(
-        b.usable().cmp(&a.usable()),
-        NotBestReason::NextHopUnusable
-    );
+    step!(b.usable().cmp(&a.usable()), NotBestReason::NextHopUnusable);
     step!(
         local_pref(&b.attrs).cmp(&local_pref(&a.attrs)),
         NotBestReason::LocalPref
@@ -135,7 +132,10 @@ pub fn compare(a: &Path, b: &Path) -> (Ordering, NotBestReason) {
         a.attrs.cluster_list.len().cmp(&b.attrs.cluster_list.len()),
         NotBestReason::ClusterListLength
     );
-    step!(a.source.address.cmp(&b.source.address), NotBestReason::PeerAddress);
+    step!(
+        a.source.address.cmp(&b.source.address),
+        NotBestReason::PeerAddress
+    );
     (a.path_id.cmp(&b.path_id), NotBestReason::PathId)
 }
 

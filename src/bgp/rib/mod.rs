@@ -157,12 +157,20 @@ impl Rib {
     ) -> bool {
         let attrs = self.interner.intern(attrs);
         let adj = self.adj_in.entry(source.peer).or_default();
-        if adj.get(&(prefix, path_id)).is_some_and(|a| Arc::ptr_eq(a, &attrs)) {
+        if adj
+            .get(&(prefix, path_id))
+            .is_some_and(|a| Arc::ptr_eq(a, &attrs))
+        {
             return false;
         }
         adj.insert((prefix, path_id), attrs.clone());
         let dest = self.loc.entry(prefix).or_default();
-        let path = Path { source: source.clone(), path_id, attrs, next_hop };
+        let path = Path {
+            source: source.clone(),
+            path_id,
+            attrs,
+            next_hop,
+        };
         match dest
             .paths
             .iter_mut()
@@ -184,7 +192,8 @@ impl Rib {
             .is_some();
         if existed {
             if let Some(dest) = self.loc.get_mut(&prefix) {
-                dest.paths.retain(|p| !(p.source.peer == peer && p.path_id == path_id));
+                dest.paths
+                    .retain(|p| !(p.source.peer == peer && p.path_id == path_id));
             }
             self.reselect(prefix);
         }
@@ -214,8 +223,11 @@ impl Rib {
         let Some(adj) = self.adj_in.get_mut(&peer) else {
             return 0;
         };
-        let keys: Vec<AdjKey> =
-            adj.keys().filter(|(p, _)| Family::of(p) == family).copied().collect();
+        let keys: Vec<AdjKey> = adj
+            .keys()
+            .filter(|(p, _)| Family::of(p) == family)
+            .copied()
+            .collect();
         for k in &keys {
             self.remove(peer, k.0, k.1);
         }
@@ -255,14 +267,18 @@ impl Rib {
             .paths
             .iter()
             .enumerate()
-            .map(|(i, p)| if i == 0 { None } else { Some(best::compare(&best, p).1) })
+            .map(|(i, p)| {
+                if i == 0 {
+                    None
+                } else {
+                    Some(best::compare(&best, p).1)
+                }
+            })
             .collect();
         let mut n = 1;
         let mut hops: Vec<Option<IpAddr>> = vec![best.next_hop];
         for p in dest.paths.iter().skip(1) {
-            if n >= self.max_paths
-                || !best::multipath_equal(&best, p)
-                || hops.contains(&p.next_hop)
+            if n >= self.max_paths || !best::multipath_equal(&best, p) || hops.contains(&p.next_hop)
             {
                 break;
             }

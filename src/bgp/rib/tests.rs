@@ -17,7 +17,10 @@ fn src(peer: u32, addr: &str, rid: &str, ebgp: bool) -> Arc<PathSource> {
 fn attrs(path: &[u32], f: impl FnOnce(&mut PathAttributes)) -> Arc<PathAttributes> {
     let mut a = PathAttributes {
         origin: Some(Origin::Igp),
-        as_path: vec![AsSegment { kind: AsSegmentKind::Sequence, asns: path.to_vec() }],
+        as_path: vec![AsSegment {
+            kind: AsSegmentKind::Sequence,
+            asns: path.to_vec(),
+        }],
         ..Default::default()
     };
     f(&mut a);
@@ -60,14 +63,25 @@ fn decision_process_steps_in_rfc_order() {
         },
         Row {
             name: "AS_SET counts as one",
-            a: (e2.clone(), attrs(&[1], |a| a.as_path.push(AsSegment { kind: AsSegmentKind::Set, asns: vec![7, 8, 9] }))),
+            a: (
+                e2.clone(),
+                attrs(&[1], |a| {
+                    a.as_path.push(AsSegment {
+                        kind: AsSegmentKind::Set,
+                        asns: vec![7, 8, 9],
+                    })
+                }),
+            ),
             b: (e1.clone(), attrs(&[1, 2, 3], |_| {})),
             reason: NotBestReason::AsPathLength,
         },
         Row {
             name: "lower origin",
             a: (e2.clone(), attrs(&[1], |_| {})),
-            b: (e1.clone(), attrs(&[1], |a| a.origin = Some(Origin::Incomplete))),
+            b: (
+                e1.clone(),
+                attrs(&[1], |a| a.origin = Some(Origin::Incomplete)),
+            ),
             reason: NotBestReason::Origin,
         },
         Row {
@@ -96,14 +110,20 @@ fn decision_process_steps_in_rfc_order() {
         },
         Row {
             name: "ORIGINATOR_ID replaces router id for reflected routes",
-            a: (src(4, "10.0.0.4", "9.9.9.9", false), attrs(&[1], |a| a.originator_id = Some("0.0.0.1".parse().unwrap()))),
+            a: (
+                src(4, "10.0.0.4", "9.9.9.9", false),
+                attrs(&[1], |a| a.originator_id = Some("0.0.0.1".parse().unwrap())),
+            ),
             b: (i3.clone(), attrs(&[1], |_| {})),
             reason: NotBestReason::RouterId,
         },
         Row {
             name: "shorter cluster list",
             a: (src(4, "10.0.0.4", "0.0.0.3", false), attrs(&[1], |_| {})),
-            b: (src(5, "10.0.0.5", "0.0.0.3", false), attrs(&[1], |a| a.cluster_list = vec!["1.1.1.1".parse().unwrap()])),
+            b: (
+                src(5, "10.0.0.5", "0.0.0.3", false),
+                attrs(&[1], |a| a.cluster_list = vec!["1.1.1.1".parse().unwrap()]),
+            ),
             reason: NotBestReason::ClusterListLength,
         },
         Row {
@@ -114,10 +134,30 @@ fn decision_process_steps_in_rfc_order() {
         },
     ];
     for r in rows {
-        let a = Path { source: r.a.0, path_id: 0, attrs: r.a.1, next_hop: nh("192.0.2.1") };
-        let b = Path { source: r.b.0, path_id: 0, attrs: r.b.1, next_hop: nh("192.0.2.2") };
-        assert_eq!(best::compare(&a, &b), (std::cmp::Ordering::Less, r.reason), "{}", r.name);
-        assert_eq!(best::compare(&b, &a).0, std::cmp::Ordering::Greater, "{} (reversed)", r.name);
+        let a = Path {
+            source: r.a.0,
+            path_id: 0,
+            attrs: r.a.1,
+            next_hop: nh("192.0.2.1"),
+        };
+        let b = Path {
+            source: r.b.0,
+            path_id: 0,
+            attrs: r.b.1,
+            next_hop: nh("192.0.2.2"),
+        };
+        assert_eq!(
+            best::compare(&a, &b),
+            (std::cmp::Ordering::Less, r.reason),
+            "{}",
+            r.name
+        );
+        assert_eq!(
+            best::compare(&b, &a).0,
+            std::cmp::Ordering::Greater,
+            "{} (reversed)",
+            r.name
+        );
     }
 }
 
@@ -125,8 +165,20 @@ fn decision_process_steps_in_rfc_order() {
 fn insert_selects_best_and_records_reasons() {
     let mut rib = Rib::new(1);
     let p = pfx("198.51.100.0/24");
-    rib.insert(&src(1, "10.0.0.1", "1.1.1.1", true), p, 0, attrs(&[65001, 65100], |_| {}), nh("10.0.0.1"));
-    rib.insert(&src(2, "10.0.0.2", "2.2.2.2", true), p, 0, attrs(&[65002], |_| {}), nh("10.0.0.2"));
+    rib.insert(
+        &src(1, "10.0.0.1", "1.1.1.1", true),
+        p,
+        0,
+        attrs(&[65001, 65100], |_| {}),
+        nh("10.0.0.1"),
+    );
+    rib.insert(
+        &src(2, "10.0.0.2", "2.2.2.2", true),
+        p,
+        0,
+        attrs(&[65002], |_| {}),
+        nh("10.0.0.2"),
+    );
     let d = rib.get(&p).unwrap();
     assert_eq!(d.best().unwrap().source.peer, 2);
     assert_eq!(d.reasons, vec![None, Some(NotBestReason::AsPathLength)]);
@@ -140,7 +192,13 @@ fn multipath_across_neighbour_ases_up_to_max_paths() {
     let p = pfx("203.0.113.0/24");
     for i in 1..=3u32 {
         let s = src(i, &format!("10.0.0.{i}"), &format!("{i}.{i}.{i}.{i}"), true);
-        rib.insert(&s, p, 0, attrs(&[65000 + i], |_| {}), nh(&format!("10.0.0.{i}")));
+        rib.insert(
+            &s,
+            p,
+            0,
+            attrs(&[65000 + i], |_| {}),
+            nh(&format!("10.0.0.{i}")),
+        );
     }
     let d = rib.get(&p).unwrap();
     assert_eq!(d.multipath, 2, "capped at max_paths");
@@ -152,9 +210,27 @@ fn multipath_across_neighbour_ases_up_to_max_paths() {
 fn multipath_requires_equal_med_and_path_length() {
     let mut rib = Rib::new(8);
     let p = pfx("203.0.113.0/24");
-    rib.insert(&src(1, "10.0.0.1", "1.1.1.1", true), p, 0, attrs(&[1], |_| {}), nh("10.0.0.1"));
-    rib.insert(&src(2, "10.0.0.2", "2.2.2.2", true), p, 0, attrs(&[2], |a| a.med = Some(5)), nh("10.0.0.2"));
-    rib.insert(&src(3, "10.0.0.3", "3.3.3.3", true), p, 0, attrs(&[3, 4], |_| {}), nh("10.0.0.3"));
+    rib.insert(
+        &src(1, "10.0.0.1", "1.1.1.1", true),
+        p,
+        0,
+        attrs(&[1], |_| {}),
+        nh("10.0.0.1"),
+    );
+    rib.insert(
+        &src(2, "10.0.0.2", "2.2.2.2", true),
+        p,
+        0,
+        attrs(&[2], |a| a.med = Some(5)),
+        nh("10.0.0.2"),
+    );
+    rib.insert(
+        &src(3, "10.0.0.3", "3.3.3.3", true),
+        p,
+        0,
+        attrs(&[3, 4], |_| {}),
+        nh("10.0.0.3"),
+    );
     assert_eq!(rib.get(&p).unwrap().multipath, 1);
 }
 
@@ -174,7 +250,11 @@ fn withdraw_and_peer_down_remove_paths_and_report_changes() {
     assert_eq!(rib.remove_peer(1), 1);
     assert!(rib.is_empty());
     assert_eq!(rib.take_changes().len(), 2);
-    assert_eq!(rib.attribute_sets(), 0, "interner releases unused attribute sets");
+    assert_eq!(
+        rib.attribute_sets(),
+        0,
+        "interner releases unused attribute sets"
+    );
 }
 
 #[test]
@@ -204,7 +284,19 @@ fn shared_attributes_are_stored_once() {
 fn local_route_beats_learned_route() {
     let mut rib = Rib::default();
     let p = pfx("10.96.0.0/12");
-    rib.insert(&src(1, "10.0.0.1", "1.1.1.1", true), p, 0, attrs(&[1], |_| {}), nh("10.0.0.1"));
-    rib.insert(&PathSource::local("9.9.9.9".parse().unwrap()), p, 0, attrs(&[], |a| a.as_path.clear()), None);
+    rib.insert(
+        &src(1, "10.0.0.1", "1.1.1.1", true),
+        p,
+        0,
+        attrs(&[1], |_| {}),
+        nh("10.0.0.1"),
+    );
+    rib.insert(
+        &PathSource::local("9.9.9.9".parse().unwrap()),
+        p,
+        0,
+        attrs(&[], |a| a.as_path.clear()),
+        None,
+    );
     assert!(rib.get(&p).unwrap().best().unwrap().source.local);
 }
