@@ -108,6 +108,48 @@ pub fn set_gtsm<S: AsRawFd>(sock: &S, ipv6: bool, max_hops: u8) -> io::Result<()
     }
 }
 
+fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes of the sizes passed; the
+    // kernel writes at most `len` bytes and validates `fd`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The TTL (IPv4) or hop limit (IPv6) of the segment that completed the TCP
+/// handshake of an accepted connection.
+///
+/// Linux records it in the new socket's multicast TTL / hops field when it
+/// creates the socket from the handshake (`tcp_v4_syn_recv_sock`,
+/// `tcp_v6_syn_recv_sock`), so GTSM (RFC 5082) can be checked before a
+/// single byte of the peer's OPEN is read: `IP_MINTTL` set after `accept`
+/// cannot stop data that was queued before it.
+pub fn handshake_ttl<S: AsRawFd>(sock: &S, ipv6: bool) -> io::Result<u8> {
+    let v = if ipv6 {
+        getsockopt_int(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_HOPS,
+        )?
+    } else {
+        getsockopt_int(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_TTL)?
+    };
+    Ok(v.clamp(0, 255) as u8)
+}
+
 /// Set the outgoing TTL / hop limit without a minimum (plain eBGP multihop).
 pub fn set_ttl<S: AsRawFd>(sock: &S, ipv6: bool, ttl: u8) -> io::Result<()> {
     let ttl = ttl as libc::c_int;
@@ -143,5 +185,23 @@ mod tests {
         set_gtsm(&s, false, 1).unwrap();
         let s6 = std::net::TcpListener::bind("[::1]:0").unwrap();
         set_gtsm(&s6, true, 2).unwrap();
+    }
+
+    #[test]
+    fn handshake_ttl_reports_the_ttl_the_client_sent() {
+        for (ttl, v6, addr) in [
+            (7u8, false, "127.0.0.1:0"),
+            (255, false, "127.0.0.1:0"),
+            (9, true, "[::1]:0"),
+        ] {
+            let l = std::net::TcpListener::bind(addr).unwrap();
+            let target = l.local_addr().unwrap();
+            let domain = socket2::Domain::for_address(target);
+            let c = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+            set_ttl(&c, v6, ttl).unwrap();
+            c.connect(&target.into()).unwrap();
+            let (accepted, _) = l.accept().unwrap();
+            assert_eq!(handshake_ttl(&accepted, v6).unwrap(), ttl, "v6={v6}");
+        }
     }
 }

@@ -451,7 +451,7 @@ impl Driver {
                 let was_established = self.established.take().is_some();
                 self.ctx = WireContext::initial();
                 self.to_speaker(SessionEvent::Down {
-                    reason: reason.to_string(),
+                    reason,
                     was_established,
                 })
                 .await;

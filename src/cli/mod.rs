@@ -18,8 +18,8 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn uptime(secs: u64) -> String {
-    if secs == 0 {
+fn uptime(state: &str, secs: u64) -> String {
+    if state != "Established" {
         return "-".into();
     }
     format!("{}h{:02}m{:02}s", secs / 3600, (secs / 60) % 60, secs % 60)
@@ -44,7 +44,7 @@ pub fn peers_table(peers: &[pb::Peer]) -> String {
             p.address.clone(),
             p.peer_as.to_string(),
             p.state.clone(),
-            uptime(p.uptime_seconds),
+            uptime(&p.state, p.uptime_seconds),
             p.prefixes_received.to_string(),
             p.prefixes_accepted.to_string(),
             p.prefixes_advertised.to_string(),

@@ -157,5 +157,14 @@ pub fn describe_notification(n: &Notification) -> String {
         // Debug formatting escapes control characters and quotes.
         s.push_str(&format!(": {text:?}"));
     }
+    // RFC 8538 §3: a Hard Reset carries the NOTIFICATION that caused it.
+    if n.code == 6 && n.subcode == 9 && n.data.len() >= 2 {
+        let inner = Notification {
+            code: n.data[0],
+            subcode: n.data[1],
+            data: n.data[2..].to_vec(),
+        };
+        s.push_str(&format!(" ({})", describe_notification(&inner)));
+    }
     s
 }

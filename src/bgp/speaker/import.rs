@@ -181,7 +181,13 @@ impl Speaker {
             }
         }
         if let Some((prefix, reason)) = first_reject {
-            warn!(peer = %origin, %prefix, %reason, "route rejected on import");
+            // Loops are routine (an eBGP upstream sends our own routes back);
+            // policy rejections are worth seeing.
+            if reason.starts_with("AS path loop") {
+                tracing::debug!(peer = %origin, %prefix, %reason, "route rejected on import");
+            } else {
+                tracing::info!(peer = %origin, %prefix, %reason, "route rejected on import");
+            }
         }
         self.check_prefix_limit(origin, &families);
     }

@@ -58,9 +58,9 @@ pub enum SessionEvent {
         local: SocketAddr,
         remote: SocketAddr,
     },
-    /// The session left Established or an attempt failed; human-readable reason.
+    /// The session left Established or an attempt failed.
     Down {
-        reason: String,
+        reason: crate::bgp::fsm::DownReason,
         was_established: bool,
     },
     Received(Message),

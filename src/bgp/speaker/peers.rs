@@ -3,7 +3,7 @@
 //! routing inbound connections, and session events.
 
 use super::{SessionCmd, SessionEvent, Speaker};
-use crate::bgp::fsm::{Negotiated, SessionConfig, State};
+use crate::bgp::fsm::{DownReason, Negotiated, SessionConfig, State};
 use crate::bgp::rib::PathSource;
 use crate::bgp::session::{self, SessionStats};
 use crate::bgp::wire::{
@@ -34,6 +34,9 @@ pub struct PeerEntry {
     pub established_at: Option<Instant>,
     pub established_transitions: u64,
     pub last_error: String,
+    /// The last NOTIFICATION sent or received: not overwritten by later
+    /// connection failures that carry none.
+    pub last_notification: String,
     pub stats: Arc<SessionStats>,
     /// Adj-RIB-Out: what this peer has been sent.
     pub adj_out: HashMap<IpNet, Arc<PathAttributes>>,
@@ -266,6 +269,7 @@ impl Speaker {
                 established_at: None,
                 established_transitions: 0,
                 last_error: String::new(),
+                last_notification: String::new(),
                 stats,
                 adj_out: HashMap::new(),
                 received: 0,
@@ -316,11 +320,27 @@ impl Speaker {
             tokio::spawn(reject(stream));
             return;
         };
-        if let Some(hops) = entry.config.ttl_security
-            && let Err(e) = crate::sockopt::set_gtsm(&stream, addr.is_ipv6(), hops)
-        {
-            warn!(peer = %entry.config.origin, error = %e, "cannot set GTSM on accepted connection");
-            return;
+        if let Some(hops) = entry.config.ttl_security {
+            // GTSM (RFC 5082 §3): refuse a connection whose handshake came
+            // from further away than `hops`, before reading anything from it.
+            let v6 = remote.is_ipv6() && !remote.ip().to_canonical().is_ipv4();
+            let min = 256 - u16::from(hops.max(1));
+            match crate::sockopt::handshake_ttl(&stream, v6) {
+                Ok(ttl) if u16::from(ttl) < min => {
+                    warn!(peer = %entry.config.origin, ttl, min_ttl = min,
+                        "refusing connection: TTL below the ttlSecurity minimum (GTSM)");
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(peer = %entry.config.origin, error = %e, "cannot read the TTL of an accepted connection");
+                    return;
+                }
+            }
+            if let Err(e) = crate::sockopt::set_gtsm(&stream, v6, hops) {
+                warn!(peer = %entry.config.origin, error = %e, "cannot set GTSM on accepted connection");
+                return;
+            }
         }
         let _ = entry.cmd.send(SessionCmd::Inbound(stream));
     }
@@ -383,7 +403,13 @@ impl Speaker {
                 } else {
                     info!(peer = %origin, %reason, "session attempt failed");
                 }
-                e.last_error = reason;
+                if matches!(
+                    reason,
+                    DownReason::NotificationSent(_) | DownReason::NotificationReceived(_)
+                ) {
+                    e.last_notification = reason.to_string();
+                }
+                e.last_error = reason.to_string();
                 e.source = None;
                 e.negotiated = None;
                 e.established_at = None;

@@ -75,6 +75,7 @@ impl Speaker {
                     messages_sent: e.stats.messages_sent.load(Ordering::Relaxed),
                     connection_attempts: e.stats.connection_attempts.load(Ordering::Relaxed),
                     established_transitions: e.established_transitions,
+                    last_notification: e.last_notification.clone(),
                 }
             })
             .collect()

@@ -204,3 +204,23 @@ fn fsm_errors_use_rfc_6608_subcodes() {
     let a = f.handle(Event::Received(OUT, Message::Open(peer_open())));
     assert_eq!(down(&a), Some(DownReason::NotificationSent(notif(5, 3))));
 }
+
+#[test]
+fn hard_reset_shows_the_notification_it_wraps() {
+    // RFC 8538 §3: data = ErrCode, Subcode, Data of the original NOTIFICATION
+    // (FRR sends this for `neighbor shutdown` with graceful restart).
+    let text = b"bye";
+    let mut data = vec![6, 2, text.len() as u8];
+    data.extend_from_slice(text);
+    let n = Notification {
+        code: 6,
+        subcode: 9,
+        data,
+    };
+    let s = super::super::describe_notification(&n);
+    assert!(s.starts_with("Cease/Hard Reset"), "{s}");
+    assert!(
+        s.contains("(Cease/Administrative Shutdown: \"bye\")"),
+        "{s}"
+    );
+}
