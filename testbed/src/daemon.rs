@@ -1,0 +1,333 @@
+//! How each node kind's daemon is started, probed for readiness and queried.
+//!
+//! Every daemon runs in the foreground inside its node's network namespace
+//! (`ip netns exec`), in its own process group, with stdout and stderr
+//! appended to `<rundir>/daemon.log`:
+//!
+//! | kind   | command |
+//! |--------|---------|
+//! | bird   | `bird -f -c <rundir>/bird.conf -s <rundir>/bird.ctl -P <rundir>/bird.pid` |
+//! | frr    | `zebra` then `bgpd`, each `-P 0 -f <rundir>/<daemon>.conf --vty_socket <rundir> -i <rundir>/<daemon>.pid -z <rundir>/zserv.api --log stdout` |
+//! | gobgp  | `gobgpd -f <rundir>/gobgp.toml --api-hosts 127.0.0.1:50051 --pprof-disable -p` |
+//! | petrel | `petrel agent --node-name <node> --datastore file:<rundir>/manifests --api-socket <rundir>/<node>.sock` |
+//!
+//! FRR runs with zebra (as user `frr`, so its runtime directory is chowned):
+//! without zebra, bgpd cannot map an IPv6 link-local next hop to an interface
+//! and treats such UPDATEs as withdrawals, which would hide real interop
+//! behaviour. zebra installs the learned routes in the node's own namespace.
+
+use crate::topology::Kind;
+use anyhow::{Context, bail};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// FRR's daemon directory on Debian.
+pub const FRR_DIR: &str = "/usr/lib/frr";
+/// gRPC port gobgpd listens on, on the node's own loopback.
+pub const GOBGP_API_PORT: u16 = 50051;
+
+/// Everything needed to (re)start and query one node's daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonPaths {
+    pub node: String,
+    pub kind: Kind,
+    pub netns: String,
+    /// Per-node runtime directory (config copy, sockets, pid file, log).
+    pub rundir: PathBuf,
+}
+
+impl DaemonPaths {
+    pub fn log_file(&self) -> PathBuf {
+        self.rundir.join("daemon.log")
+    }
+    pub fn bird_socket(&self) -> PathBuf {
+        self.rundir.join("bird.ctl")
+    }
+    /// petrel's live manifest directory.
+    pub fn manifests(&self) -> PathBuf {
+        self.rundir.join("manifests")
+    }
+    pub fn petrel_socket(&self) -> PathBuf {
+        self.rundir.join(format!("{}.sock", self.node))
+    }
+    /// Name of the copied config file/dir inside `rundir`.
+    pub fn config_copy(&self) -> Option<PathBuf> {
+        match self.kind {
+            Kind::Bird => Some(self.rundir.join("bird.conf")),
+            Kind::Frr => Some(self.rundir.join("bgpd.conf")),
+            Kind::Gobgp => Some(self.rundir.join("gobgp.toml")),
+            Kind::Petrel => Some(self.manifests()),
+            Kind::Linux => None,
+        }
+    }
+
+    /// The daemons' command lines, in start order (empty for `linux` nodes).
+    fn commands(&self) -> anyhow::Result<Vec<Command>> {
+        let dir = &self.rundir;
+        let mut lines: Vec<(PathBuf, Vec<String>)> = Vec::new();
+        match self.kind {
+            Kind::Linux => {}
+            Kind::Bird => lines.push((
+                "bird".into(),
+                vec![
+                    "-f".into(),
+                    "-c".into(),
+                    path_arg(&dir.join("bird.conf")),
+                    "-s".into(),
+                    path_arg(&self.bird_socket()),
+                    "-P".into(),
+                    path_arg(&dir.join("bird.pid")),
+                ],
+            )),
+            Kind::Frr => {
+                for (daemon, conf) in [("zebra", "zebra.conf"), ("bgpd", "bgpd.conf")] {
+                    lines.push((
+                        Path::new(FRR_DIR).join(daemon),
+                        vec![
+                            "-P".into(),
+                            "0".into(),
+                            "-f".into(),
+                            path_arg(&dir.join(conf)),
+                            "--vty_socket".into(),
+                            path_arg(dir),
+                            "-i".into(),
+                            path_arg(&dir.join(format!("{daemon}.pid"))),
+                            "-z".into(),
+                            path_arg(&self.zserv_socket()),
+                            "--log".into(),
+                            "stdout".into(),
+                        ],
+                    ));
+                }
+            }
+            Kind::Gobgp => lines.push((
+                "gobgpd".into(),
+                vec![
+                    "-f".into(),
+                    path_arg(&dir.join("gobgp.toml")),
+                    "--api-hosts".into(),
+                    format!("127.0.0.1:{GOBGP_API_PORT}"),
+                    "--pprof-disable".into(),
+                    "-p".into(),
+                ],
+            )),
+            Kind::Petrel => lines.push((
+                petrel_bin()?,
+                vec![
+                    "agent".into(),
+                    "--node-name".into(),
+                    self.node.clone(),
+                    "--datastore".into(),
+                    format!("file:{}", self.manifests().display()),
+                    "--api-socket".into(),
+                    path_arg(&self.petrel_socket()),
+                ],
+            )),
+        }
+        Ok(lines
+            .into_iter()
+            .map(|(prog, args)| {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &self.netns])
+                    .arg(prog)
+                    .args(args);
+                if self.kind == Kind::Petrel {
+                    let filter =
+                        std::env::var("PETREL_TESTBED_LOG").unwrap_or_else(|_| "info".into());
+                    cmd.env("RUST_LOG", filter).env("NO_COLOR", "1");
+                }
+                cmd
+            })
+            .collect())
+    }
+
+    /// zebra's API socket (FRR nodes).
+    pub fn zserv_socket(&self) -> PathBuf {
+        self.rundir.join("zserv.api")
+    }
+
+    /// Prepares the runtime directory after the config was copied: FRR's
+    /// daemons drop privileges to user `frr`, so it must own the directory.
+    pub fn prepare(&self) -> anyhow::Result<()> {
+        if self.kind == Kind::Frr {
+            let zebra_conf = self.rundir.join("zebra.conf");
+            if !zebra_conf.exists() {
+                std::fs::write(&zebra_conf, "! written by the petrel testbed\n")?;
+            }
+            let mut c = Command::new("chown");
+            c.arg("-R").arg("frr:frr").arg(&self.rundir);
+            run(c).context("FRR runs as user frr (is the frr package installed?)")?;
+        }
+        Ok(())
+    }
+
+    /// Starts the daemons (appending to the log); each child leads its own
+    /// process group. Empty for `linux` nodes.
+    pub fn spawn(&self) -> anyhow::Result<Vec<Child>> {
+        let mut children = Vec::new();
+        for mut cmd in self.commands()? {
+            let mut log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_file())
+                .with_context(|| format!("opening {}", self.log_file().display()))?;
+            writeln!(log, "==== testbed: starting {cmd:?}")?;
+            let err = log.try_clone()?;
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(err))
+                .process_group(0);
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("node {}: starting {cmd:?}", self.node))?;
+            children.push(child);
+            if self.kind == Kind::Frr && children.len() == 1 {
+                // Let zebra create its API socket before bgpd connects to it.
+                let start = std::time::Instant::now();
+                while !self.zserv_socket().exists()
+                    && start.elapsed() < std::time::Duration::from_secs(10)
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+        }
+        Ok(children)
+    }
+
+    /// One readiness probe: `Ok(())` once the daemon's control interface answers.
+    pub fn probe(&self) -> anyhow::Result<()> {
+        match self.kind {
+            Kind::Linux => Ok(()),
+            Kind::Bird => self.birdc("show status").map(drop),
+            Kind::Frr => self.vtysh("show bgp summary").map(drop),
+            Kind::Gobgp => self.gobgp("global").map(drop),
+            Kind::Petrel => {
+                if !self.petrel_socket().exists() {
+                    bail!(
+                        "api socket {} not there yet",
+                        self.petrel_socket().display()
+                    );
+                }
+                self.petrel("peers -o json").map(drop)
+            }
+        }
+    }
+
+    /// `birdc -s <sock> <cmd>`.
+    pub fn birdc(&self, cmd: &str) -> anyhow::Result<String> {
+        self.expect_kind(Kind::Bird)?;
+        let mut c = Command::new("birdc");
+        c.arg("-s")
+            .arg(self.bird_socket())
+            .args(cmd.split_whitespace());
+        let out = run(c)?;
+        // birdc exits 0 on most errors; its error replies start with a code.
+        if let Some(line) = out
+            .lines()
+            .find(|l| l.starts_with("syntax error") || l.starts_with("Unable to connect"))
+        {
+            bail!("birdc {cmd:?} on {}: {line}", self.node);
+        }
+        Ok(out)
+    }
+
+    /// `vtysh --vty_socket <rundir> -c <line>...`; each line of `cmd` is one `-c`.
+    pub fn vtysh(&self, cmd: &str) -> anyhow::Result<String> {
+        self.expect_kind(Kind::Frr)?;
+        let mut c = Command::new("vtysh");
+        c.arg("--vty_socket").arg(&self.rundir);
+        for line in cmd.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            c.arg("-c").arg(line);
+        }
+        run(c)
+    }
+
+    /// `gobgp -u 127.0.0.1 -p 50051 <args>` inside the node's namespace.
+    pub fn gobgp(&self, args: &str) -> anyhow::Result<String> {
+        self.expect_kind(Kind::Gobgp)?;
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &self.netns,
+            "gobgp",
+            "-u",
+            "127.0.0.1",
+            "-p",
+        ])
+        .arg(GOBGP_API_PORT.to_string())
+        .args(args.split_whitespace());
+        run(c)
+    }
+
+    /// `petrel --api-socket <sock> <args>`.
+    pub fn petrel(&self, args: &str) -> anyhow::Result<String> {
+        self.expect_kind(Kind::Petrel)?;
+        let mut c = Command::new(petrel_bin()?);
+        c.arg("--api-socket")
+            .arg(self.petrel_socket())
+            .args(args.split_whitespace());
+        run(c)
+    }
+
+    fn expect_kind(&self, kind: Kind) -> anyhow::Result<()> {
+        if self.kind != kind {
+            bail!("node {} is of kind {}, not {kind}", self.node, self.kind);
+        }
+        Ok(())
+    }
+}
+
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Runs a command to completion; error (with stderr and stdout) unless it exits 0.
+pub fn run(mut cmd: Command) -> anyhow::Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            if stdout.trim().is_empty() {
+                String::new()
+            } else {
+                format!("\nstdout: {}", stdout.trim())
+            }
+        );
+    }
+    Ok(stdout)
+}
+
+/// The petrel binary: `$PETREL_BIN`, else `<target>/debug/petrel` where
+/// `<target>` is `$CARGO_TARGET_DIR` or the workspace's `target/`.
+pub fn petrel_bin() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("PETREL_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if Path::new(&t).is_absolute() => PathBuf::from(t),
+        Some(t) => workspace.join(t),
+        None => workspace.join("target"),
+    };
+    let bin = target.join("debug").join("petrel");
+    if !bin.exists() {
+        bail!(
+            "petrel binary not found at {}: run `cargo build --bin petrel` or set PETREL_BIN",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

@@ -1,0 +1,186 @@
+//! `testbed`: deploy a containerlab-format topology into network namespaces.
+//!
+//! ```text
+//! testbed deploy testbed/topologies/demo/topology.clab.yaml --wait 60 --show
+//! testbed cleanup
+//! ```
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+use petrel_testbed::{Kind, Lab, cleanup_stale, is_root, wait_for};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "testbed",
+    about = "Network-namespace testbed for petrel",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Deploy a topology; runs until Ctrl-C (or SIGTERM), then tears it down.
+    Deploy {
+        /// Topology file (containerlab format).
+        topology: PathBuf,
+        /// Wait up to this many seconds until every BGP session of every node
+        /// is Established; fail if they are not.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+        /// Print each node's view of its sessions after deploying (and waiting).
+        #[arg(long)]
+        show: bool,
+        /// Tear down right after deploying (and waiting/showing) instead of
+        /// waiting for Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+    },
+    /// Remove namespaces and temp dirs of labs whose process is gone.
+    Cleanup,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if !is_root() {
+        bail!("testbed needs root (it creates network namespaces); run it with sudo");
+    }
+    match cli.command {
+        Cmd::Cleanup => {
+            for removed in cleanup_stale()? {
+                println!("removed {removed}");
+            }
+            Ok(())
+        }
+        Cmd::Deploy {
+            topology,
+            wait,
+            show,
+            exit,
+        } => deploy(&topology, wait, show, exit),
+    }
+}
+
+fn deploy(
+    topology: &std::path::Path,
+    wait: Option<u64>,
+    show: bool,
+    exit: bool,
+) -> anyhow::Result<()> {
+    let lab = Lab::deploy(topology)?;
+    println!(
+        "lab {} deployed (prefix {}, runtime dir {})",
+        lab.name(),
+        lab.prefix(),
+        lab.root().display()
+    );
+    print_access(&lab)?;
+    let mut result = Ok(());
+    if let Some(secs) = wait {
+        let waited = wait_for(
+            Duration::from_secs(secs),
+            "every BGP session Established",
+            || all_established(&lab),
+        );
+        match waited {
+            Ok(n) => println!("all {n} BGP sessions Established"),
+            Err(e) => {
+                eprintln!("{e:#}\n{}", lab.dump_logs());
+                result = Err(e);
+            }
+        }
+    }
+    if show {
+        print_views(&lab);
+    }
+    if exit || result.is_err() {
+        return result;
+    }
+    println!("running; press Ctrl-C to tear down");
+    wait_for_signal()?;
+    println!("tearing down {}", lab.prefix());
+    Ok(())
+}
+
+fn all_established(lab: &Lab) -> anyhow::Result<usize> {
+    let mut count = 0;
+    let mut down = Vec::new();
+    for node in lab.nodes() {
+        if lab.kind(node)? == Kind::Linux {
+            continue;
+        }
+        for s in lab.sessions(node)? {
+            if s.is_established() {
+                count += 1;
+            } else {
+                down.push(format!("{node}->{} is {}", s.address, s.state));
+            }
+        }
+    }
+    if down.is_empty() {
+        Ok(count)
+    } else {
+        bail!("not Established: {}", down.join(", "))
+    }
+}
+
+fn print_access(lab: &Lab) -> anyhow::Result<()> {
+    println!("nodes:");
+    for node in lab.nodes() {
+        let ns = lab.netns(node)?;
+        let dir = lab.rundir(node)?;
+        let how = match lab.kind(node)? {
+            Kind::Bird => format!("birdc -s {}/bird.ctl", dir.display()),
+            Kind::Frr => format!("vtysh --vty_socket {}", dir.display()),
+            Kind::Gobgp => format!("ip netns exec {ns} gobgp"),
+            Kind::Petrel => format!(
+                "{} --api-socket {}   (manifests: {})",
+                petrel_testbed::daemon::petrel_bin()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "petrel".into()),
+                lab.api_socket(node)?.display(),
+                lab.node_dir(node).display()
+            ),
+            Kind::Linux => String::new(),
+        };
+        println!("  {node:<10} ip netns exec {ns} bash    {how}");
+    }
+    Ok(())
+}
+
+fn print_views(lab: &Lab) {
+    for node in lab.nodes() {
+        let view = match lab.kind(node) {
+            Ok(Kind::Petrel) => lab
+                .petrel(node, "peers")
+                .and_then(|peers| Ok(format!("{peers}\n{}", lab.petrel(node, "routes")?))),
+            Ok(Kind::Bird) => lab.birdc(node, "show protocols"),
+            Ok(Kind::Frr) => lab.vtysh(node, "show bgp summary"),
+            Ok(Kind::Gobgp) => lab.gobgp(node, "neighbor"),
+            _ => continue,
+        };
+        println!("===== {node} =====");
+        match view {
+            Ok(text) => println!("{}", text.trim_end()),
+            Err(e) => println!("error: {e:#}"),
+        }
+    }
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Topology files in containerlab's format (the `*.clab.yaml` subset the
+//! testbed understands).
+//!
+//! ```yaml
+//! name: interop-bird
+//! topology:
+//!   nodes:
+//!     petrel: { kind: petrel, config: petrel/, exec: ["ip addr add 10.0.0.1/30 dev eth1"] }
+//!     bird:   { kind: bird,   config: bird.conf }
+//!   links:
+//!     - endpoints: ["petrel:eth1", "bird:eth1"]
+//! ```
+//!
+//! Paths in `config` are relative to the topology file. Unknown keys (for
+//! example containerlab's `image` or `binds`) are accepted and ignored, so the
+//! same file can also be deployed by containerlab.
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Maximum length of a Linux interface name (IFNAMSIZ - 1).
+pub const MAX_IFNAME: usize = 15;
+
+/// What runs inside a node's network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// `petrel agent` with a file datastore (config is a manifest directory).
+    Petrel,
+    /// BIRD 2 (config is a bird.conf).
+    Bird,
+    /// FRR's bgpd alone, without zebra (config is a bgpd configuration).
+    Frr,
+    /// gobgpd (config is a TOML file).
+    Gobgp,
+    /// A bare namespace: only the `exec` commands run (routers, hosts).
+    Linux,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Petrel => "petrel",
+            Kind::Bird => "bird",
+            Kind::Frr => "frr",
+            Kind::Gobgp => "gobgp",
+            Kind::Linux => "linux",
+        })
+    }
+}
+
+/// One node of the topology.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeSpec {
+    pub kind: Kind,
+    /// Daemon configuration, relative to the topology file.
+    #[serde(default)]
+    pub config: Option<PathBuf>,
+    /// Shell commands run inside the node once all links are up.
+    #[serde(default)]
+    pub exec: Vec<String>,
+}
+
+/// A point-to-point link (a veth pair).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LinkSpec {
+    /// Exactly two `node:interface` strings.
+    pub endpoints: Vec<String>,
+}
+
+/// `topology:` section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TopologyBody {
+    pub nodes: BTreeMap<String, NodeSpec>,
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+}
+
+/// A whole topology file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Topology {
+    pub name: String,
+    pub topology: TopologyBody,
+    /// Directory of the topology file; `config` paths are relative to it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// One end of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub node: String,
+    pub iface: String,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.node, self.iface)
+    }
+}
+
+impl Topology {
+    /// Reads and validates a topology file.
+    pub fn load(path: &Path) -> anyhow::Result<Topology> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading topology {}", path.display()))?;
+        let mut topo =
+            Topology::parse(&text).with_context(|| format!("in topology {}", path.display()))?;
+        topo.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(topo)
+    }
+
+    /// Parses and validates topology text (`base_dir` is left empty).
+    pub fn parse(text: &str) -> anyhow::Result<Topology> {
+        let topo: Topology = serde_saphyr::from_str(text).context("invalid topology YAML")?;
+        topo.validate()?;
+        Ok(topo)
+    }
+
+    /// The absolute-or-relative path of a node's config, if it has one.
+    pub fn config_path(&self, node: &str) -> Option<PathBuf> {
+        let spec = self.topology.nodes.get(node)?;
+        spec.config.as_ref().map(|c| self.base_dir.join(c))
+    }
+
+    /// Links as pairs of parsed endpoints.
+    pub fn links(&self) -> anyhow::Result<Vec<(Endpoint, Endpoint)>> {
+        self.topology
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if l.endpoints.len() != 2 {
+                    bail!(
+                        "link #{i}: expected exactly 2 endpoints, found {}",
+                        l.endpoints.len()
+                    );
+                }
+                Ok((
+                    parse_endpoint(&l.endpoints[0]).with_context(|| format!("link #{i}"))?,
+                    parse_endpoint(&l.endpoints[1]).with_context(|| format!("link #{i}"))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.topology.nodes.is_empty() {
+            bail!("topology {:?} has no nodes", self.name);
+        }
+        for (name, spec) in &self.topology.nodes {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!("node name {name:?}: use letters, digits, '-' and '_' only");
+            }
+            if spec.kind != Kind::Linux && spec.config.is_none() {
+                bail!("node {name:?} of kind {} needs a `config`", spec.kind);
+            }
+        }
+        let mut used = BTreeSet::new();
+        for (a, b) in self.links()? {
+            for ep in [&a, &b] {
+                if !self.topology.nodes.contains_key(&ep.node) {
+                    bail!("link endpoint {ep}: no node named {:?}", ep.node);
+                }
+                if !used.insert((ep.node.clone(), ep.iface.clone())) {
+                    bail!("interface {ep} is used by more than one link");
+                }
+            }
+            if a.node == b.node {
+                bail!("link {a} <-> {b} connects a node to itself");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_endpoint(s: &str) -> anyhow::Result<Endpoint> {
+    let Some((node, iface)) = s.split_once(':') else {
+        bail!("endpoint {s:?} is not of the form node:interface");
+    };
+    if iface.is_empty() || iface.len() > MAX_IFNAME || iface.contains(['/', ' ', ':']) {
+        bail!(
+            "endpoint {s:?}: interface name must be 1..={MAX_IFNAME} characters without '/', ':' or spaces"
+        );
+    }
+    if iface == "lo" {
+        bail!("endpoint {s:?}: `lo` cannot be a link end");
+    }
+    Ok(Endpoint {
+        node: node.to_string(),
+        iface: iface.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name: t
+topology:
+  nodes:
+    a: { kind: petrel, config: a/ }
+    b:
+      kind: bird
+      config: bird.conf
+      image: ignored/by-testbed
+      exec:
+        - ip addr add 10.0.0.2/30 dev eth1
+    r: { kind: linux }
+  links:
+    - endpoints: ["a:eth1", "b:eth1"]
+    - endpoints: ["b:eth2", "r:eth1"]
+"#;
+
+    #[test]
+    fn parses_containerlab_subset() {
+        let t = Topology::parse(GOOD).unwrap();
+        assert_eq!(t.name, "t");
+        assert_eq!(t.topology.nodes["a"].kind, Kind::Petrel);
+        assert_eq!(t.topology.nodes["b"].exec.len(), 1);
+        let links = t.links().unwrap();
+        assert_eq!(links[1].0.to_string(), "b:eth2");
+        assert_eq!(links[1].1.node, "r");
+    }
+
+    #[test]
+    fn rejects_unknown_node_in_link() {
+        let bad = GOOD.replace("r:eth1", "x:eth1");
+        let err = format!("{:#}", Topology::parse(&bad).unwrap_err());
+        assert!(err.contains("no node named \"x\""), "{err}");
+    }
+
+    #[test]
+    fn rejects_reused_interface_and_long_names() {
+        let bad = GOOD.replace("b:eth2", "b:eth1");
+        let err = format!("{:#}", Topology::parse(&bad).unwrap_err());
+        assert!(err.contains("more than one link"), "{err}");
+        let bad = GOOD.replace("b:eth2", "b:averyveryverylongname");
+        assert!(Topology::parse(&bad).is_err());
+    }
+
+    #[test]
+    fn rejects_missing_config_and_unknown_kind() {
+        let bad = GOOD.replace("kind: petrel, config: a/", "kind: petrel");
+        let err = format!("{:#}", Topology::parse(&bad).unwrap_err());
+        assert!(err.contains("needs a `config`"), "{err}");
+        let bad = GOOD.replace("kind: linux", "kind: ceos");
+        assert!(Topology::parse(&bad).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! Helpers for tests with a petrel node: editing its live manifests and
+//! waiting on its peers.
+
+use super::{PROPAGATE, UP};
+use petrel_testbed::{Lab, PetrelPeer, wait_for};
+use std::path::Path;
+
+/// Writes `text` to `<node_dir>/<file>` atomically (temp file + rename), so
+/// the agent never reads a half-written manifest.
+pub fn write_manifest(lab: &Lab, node: &str, file: &str, text: &str) -> anyhow::Result<()> {
+    let dir = lab.node_dir(node);
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, dir.join(file))?;
+    Ok(())
+}
+
+/// Reads `<node_dir>/<file>`.
+pub fn read_manifest(lab: &Lab, node: &str, file: &str) -> anyhow::Result<String> {
+    let path = lab.node_dir(node).join(file);
+    std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+}
+
+/// Deletes `<node_dir>/<file>`.
+pub fn remove_manifest(lab: &Lab, node: &str, file: &str) -> anyhow::Result<()> {
+    let path = lab.node_dir(node).join(file);
+    std::fs::remove_file(&path).map_err(|e| anyhow::anyhow!("removing {}: {e}", path.display()))
+}
+
+/// A `BGPPeer` manifest.
+pub fn bgp_peer(name: &str, peer_ip: &str, as_number: u32, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: petrel.dev/v1\nkind: BGPPeer\nmetadata:\n  name: {name}\nspec:\n  \
+         peerIP: {peer_ip}\n  asNumber: {as_number}\n{extra_spec}"
+    )
+}
+
+/// Waits until petrel's peer at `address` is Established and returns it.
+pub fn wait_petrel_established(lab: &Lab, node: &str, address: &str) -> anyhow::Result<PetrelPeer> {
+    wait_for(
+        UP,
+        &format!("petrel's peer {address} to be Established"),
+        || {
+            let p = lab.petrel_peer(node, address)?;
+            anyhow::ensure!(
+                p.state == "Established",
+                "state {} (last_error {:?}, connection_attempts {})",
+                p.state,
+                p.last_error,
+                p.connection_attempts
+            );
+            Ok(p)
+        },
+    )
+}
+
+/// Waits until petrel's peer at `address` has a `last_error` containing any
+/// of `needles` (case-insensitive) and is not Established.
+pub fn wait_petrel_error(
+    lab: &Lab,
+    node: &str,
+    address: &str,
+    needles: &[&str],
+) -> anyhow::Result<PetrelPeer> {
+    wait_for(
+        PROPAGATE,
+        &format!(
+            "petrel's peer {address} to be down with last_error containing one of {needles:?}"
+        ),
+        || {
+            let p = lab.petrel_peer(node, address)?;
+            // A NOTIFICATION is followed by reconnect attempts whose
+            // failures replace last_error; last_notification keeps it.
+            let err = format!(
+                "{} | {}",
+                p.last_error.clone().unwrap_or_default(),
+                p.last_notification.clone().unwrap_or_default()
+            )
+            .to_ascii_lowercase();
+            anyhow::ensure!(p.state != "Established", "still Established");
+            anyhow::ensure!(
+                needles
+                    .iter()
+                    .any(|n| err.contains(&n.to_ascii_lowercase())),
+                "state {}, last_error {:?}, last_notification {:?}",
+                p.state,
+                p.last_error,
+                p.last_notification
+            );
+            Ok(p)
+        },
+    )
+}
+
+/// Waits until petrel no longer lists a peer at `address`.
+pub fn wait_petrel_peer_gone(lab: &Lab, node: &str, address: &str) -> anyhow::Result<()> {
+    wait_for(
+        PROPAGATE,
+        &format!("petrel to drop its peer {address}"),
+        || {
+            let peers = lab.petrel_peers(node)?;
+            let left: Vec<String> = peers
+                .iter()
+                .filter(|p| petrel_testbed::status::same_addr(&p.address, address))
+                .map(|p| format!("{} {}", p.name, p.state))
+                .collect();
+            anyhow::ensure!(left.is_empty(), "still listed: {left:?}");
+            Ok(())
+        },
+    )
+}
+
+/// Whether a file exists in the node's manifest directory.
+pub fn manifest_exists(lab: &Lab, node: &str, file: &str) -> bool {
+    Path::new(&lab.node_dir(node)).join(file).exists()
+}
