@@ -11,9 +11,15 @@ pub mod best;
 use crate::bgp::wire::{Family, PathAttributes};
 pub use best::NotBestReason;
 use ipnet::IpNet;
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+
+/// Hash maps keyed by prefixes a peer chooses use foldhash: fast, and
+/// seeded per process so a peer cannot precompute colliding keys.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// Where a path came from. Shared by all paths of one peer session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,12 +68,21 @@ impl Path {
 /// A prefix in the Loc-RIB with all its candidate paths, best first.
 #[derive(Debug, Clone, Default)]
 pub struct Destination {
-    /// Sorted: `paths[0]` is the best path when `paths` is not empty.
-    pub paths: Vec<Path>,
-    /// For each path after the first, why it lost to the best path.
+    /// Sorted: `paths[0]` is the best path when `paths` is not empty. Most
+    /// prefixes have one path, stored inline.
+    pub paths: SmallVec<[Path; 1]>,
+    /// For each path, why it lost to the best path (`None` for the best);
+    /// empty when there is a single path.
     pub reasons: Vec<Option<NotBestReason>>,
     /// How many of the leading paths form the multipath set (>= 1 when any).
     pub multipath: usize,
+}
+
+impl Destination {
+    /// Why path `i` is not the best path, if it is not.
+    pub fn reason(&self, i: usize) -> Option<NotBestReason> {
+        self.reasons.get(i).copied().flatten()
+    }
 }
 
 impl Destination {
@@ -83,19 +98,32 @@ impl Destination {
 /// Attribute interner: equal attribute sets are stored once.
 #[derive(Debug, Default)]
 pub struct AttrInterner {
-    set: HashSet<Arc<PathAttributes>>,
+    set: FastSet<Arc<PathAttributes>>,
+    /// The last (input, interned) pair: the NLRI of one UPDATE share one
+    /// attribute set, so most lookups hit here without hashing.
+    last: Option<(Arc<PathAttributes>, Arc<PathAttributes>)>,
 }
 
 impl AttrInterner {
     pub fn intern(&mut self, attrs: Arc<PathAttributes>) -> Arc<PathAttributes> {
-        if let Some(existing) = self.set.get(&attrs) {
-            return existing.clone();
+        if let Some((input, interned)) = &self.last
+            && Arc::ptr_eq(input, &attrs)
+        {
+            return interned.clone();
         }
-        self.set.insert(attrs.clone());
-        attrs
+        let interned = match self.set.get(&attrs) {
+            Some(existing) => existing.clone(),
+            None => {
+                self.set.insert(attrs.clone());
+                attrs.clone()
+            }
+        };
+        self.last = Some((attrs, interned.clone()));
+        interned
     }
     /// Drop attribute sets no path refers to any more.
     pub fn collect(&mut self) {
+        self.last = None;
         self.set.retain(|a| Arc::strong_count(a) > 1);
     }
     pub fn len(&self) -> usize {
@@ -113,9 +141,10 @@ pub type AdjKey = (IpNet, u32);
 #[derive(Debug)]
 pub struct Rib {
     interner: AttrInterner,
-    adj_in: HashMap<u32, HashMap<AdjKey, Arc<PathAttributes>>>,
+    adj_in: HashMap<u32, FastMap<AdjKey, Arc<PathAttributes>>>,
     loc: BTreeMap<IpNet, Destination>,
-    changed: BTreeSet<IpNet>,
+    /// Prefixes whose selection changed, in order of change (may repeat).
+    changed: Vec<IpNet>,
     max_paths: usize,
 }
 
@@ -132,7 +161,7 @@ impl Rib {
             interner: AttrInterner::default(),
             adj_in: HashMap::new(),
             loc: BTreeMap::new(),
-            changed: BTreeSet::new(),
+            changed: Vec::new(),
             max_paths: max_paths.max(1),
         }
     }
@@ -179,7 +208,9 @@ impl Rib {
             Some(p) => *p = path,
             None => dest.paths.push(path),
         }
-        self.reselect(prefix);
+        if select(dest, self.max_paths) {
+            self.changed.push(prefix);
+        }
         true
     }
 
@@ -253,52 +284,15 @@ impl Rib {
         };
         if dest.paths.is_empty() {
             self.loc.remove(&prefix);
-            self.changed.insert(prefix);
-            return;
-        }
-        let before: Vec<(u32, u32, *const PathAttributes)> = dest
-            .multipath_paths()
-            .iter()
-            .map(|p| (p.source.peer, p.path_id, Arc::as_ptr(&p.attrs)))
-            .collect();
-        dest.paths.sort_by(|a, b| best::compare(a, b).0);
-        let best = dest.paths[0].clone();
-        dest.reasons = dest
-            .paths
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                if i == 0 {
-                    None
-                } else {
-                    Some(best::compare(&best, p).1)
-                }
-            })
-            .collect();
-        let mut n = 1;
-        let mut hops: Vec<Option<IpAddr>> = vec![best.next_hop];
-        for p in dest.paths.iter().skip(1) {
-            if n >= self.max_paths || !best::multipath_equal(&best, p) || hops.contains(&p.next_hop)
-            {
-                break;
-            }
-            hops.push(p.next_hop);
-            n += 1;
-        }
-        dest.multipath = n;
-        let after: Vec<(u32, u32, *const PathAttributes)> = dest
-            .multipath_paths()
-            .iter()
-            .map(|p| (p.source.peer, p.path_id, Arc::as_ptr(&p.attrs)))
-            .collect();
-        if before != after {
-            self.changed.insert(prefix);
+            self.changed.push(prefix);
+        } else if select(dest, self.max_paths) {
+            self.changed.push(prefix);
         }
     }
 
     /// Prefixes whose best path or multipath set changed since the last call.
     pub fn take_changes(&mut self) -> BTreeSet<IpNet> {
-        std::mem::take(&mut self.changed)
+        std::mem::take(&mut self.changed).into_iter().collect()
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<&Destination> {
@@ -321,6 +315,40 @@ impl Rib {
     pub fn attribute_sets(&self) -> usize {
         self.interner.len()
     }
+}
+
+/// Sort the paths of `dest` best first, record why the others lost and the
+/// multipath set. Returns true when the best path or the multipath set changed.
+fn select(dest: &mut Destination, max_paths: usize) -> bool {
+    type Key = (u32, u32, *const PathAttributes, Option<IpAddr>);
+    fn key(p: &Path) -> Key {
+        (p.source.peer, p.path_id, Arc::as_ptr(&p.attrs), p.next_hop)
+    }
+    let before: SmallVec<[Key; 4]> = dest.multipath_paths().iter().map(key).collect();
+    if dest.paths.len() == 1 {
+        dest.reasons.clear();
+        dest.multipath = 1;
+    } else {
+        dest.paths.sort_by(|a, b| best::compare(a, b).0);
+        let Some((best, rest)) = dest.paths.split_first() else {
+            return false;
+        };
+        dest.reasons.clear();
+        dest.reasons.push(None);
+        dest.reasons
+            .extend(rest.iter().map(|p| Some(best::compare(best, p).1)));
+        let mut n = 1;
+        while n < dest.paths.len() && n < max_paths {
+            let p = &dest.paths[n];
+            let distinct_hop = dest.paths[..n].iter().all(|q| q.next_hop != p.next_hop);
+            if !best::multipath_equal(best, p) || !distinct_hop {
+                break;
+            }
+            n += 1;
+        }
+        dest.multipath = n;
+    }
+    !dest.multipath_paths().iter().map(key).eq(before)
 }
 
 #[cfg(test)]

@@ -181,7 +181,8 @@ fn insert_selects_best_and_records_reasons() {
     );
     let d = rib.get(&p).unwrap();
     assert_eq!(d.best().unwrap().source.peer, 2);
-    assert_eq!(d.reasons, vec![None, Some(NotBestReason::AsPathLength)]);
+    assert_eq!(d.reason(0), None);
+    assert_eq!(d.reason(1), Some(NotBestReason::AsPathLength));
     assert_eq!(rib.take_changes().into_iter().collect::<Vec<_>>(), vec![p]);
     assert!(rib.take_changes().is_empty());
 }

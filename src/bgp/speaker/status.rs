@@ -88,12 +88,7 @@ impl Speaker {
                 continue;
             }
             for (i, p) in dest.paths.iter().enumerate() {
-                let reason = dest
-                    .reasons
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .map(|r| r.to_string());
+                let reason = dest.reason(i).map(|r| r.to_string());
                 let best = i < dest.multipath.max(1);
                 let reason = if best && i > 0 {
                     Some("multipath".to_string())
