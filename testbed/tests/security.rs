@@ -9,7 +9,7 @@ mod common;
 use anyhow::Context;
 use common::petrel::*;
 use common::*;
-use petrel_testbed::Lab;
+use petrel_testbed::{Lab, wait_for};
 use std::time::{Duration, Instant};
 
 const PETREL: &str = "petrel";
@@ -178,4 +178,34 @@ fn stays_down(
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// RFC 4271 §8 / RFC 4486: a connection from an address that is not a
+/// configured peer gets NOTIFICATION Cease/Connection Rejected, then closes.
+#[test]
+fn unexpected_peer_gets_connection_rejected() {
+    let lab = deploy("security");
+    lab.check(|lab| {
+        // The router is not a configured peer of petrel.
+        let script = "import socket; \
+            s = socket.create_connection(('10.9.0.1', 179), timeout=5); \
+            print(b''.join(iter(lambda: s.recv(4096), b'')).hex())";
+        let hex = wait_for(
+            Duration::from_secs(20),
+            "petrel to answer an unexpected peer",
+            || {
+                let out = lab.exec("router", &format!("python3 -c \"{script}\""))?;
+                let hex = out.trim().to_string();
+                anyhow::ensure!(!hex.is_empty(), "connection closed without a NOTIFICATION");
+                Ok(hex)
+            },
+        )?;
+        // Marker, length 21, type NOTIFICATION (3), Cease (6), Connection Rejected (5).
+        let expected = format!("{}0015030605", "ff".repeat(16));
+        anyhow::ensure!(
+            hex == expected,
+            "expected exactly the NOTIFICATION {expected}, got {hex}"
+        );
+        Ok(())
+    });
 }
