@@ -170,7 +170,7 @@ impl Rib {
         self.max_paths = n.max(1);
         let prefixes: Vec<IpNet> = self.loc.keys().copied().collect();
         for p in prefixes {
-            self.reselect(p);
+            self.change(p, |_| {});
         }
     }
 
@@ -186,14 +186,21 @@ impl Rib {
     ) -> bool {
         let attrs = self.interner.intern(attrs);
         let adj = self.adj_in.entry(source.peer).or_default();
-        if adj
+        let same_attrs = adj
             .get(&(prefix, path_id))
-            .is_some_and(|a| Arc::ptr_eq(a, &attrs))
+            .is_some_and(|a| Arc::ptr_eq(a, &attrs));
+        if same_attrs
+            && self.loc.get(&prefix).is_some_and(|d| {
+                d.paths.iter().any(|p| {
+                    p.source.peer == source.peer && p.path_id == path_id && p.next_hop == next_hop
+                })
+            })
         {
             return false;
         }
         adj.insert((prefix, path_id), attrs.clone());
         let dest = self.loc.entry(prefix).or_default();
+        let before = snapshot(dest);
         let path = Path {
             source: source.clone(),
             path_id,
@@ -208,7 +215,7 @@ impl Rib {
             Some(p) => *p = path,
             None => dest.paths.push(path),
         }
-        if select(dest, self.max_paths) {
+        if select(dest, self.max_paths, &before) {
             self.changed.push(prefix);
         }
         true
@@ -222,11 +229,10 @@ impl Rib {
             .and_then(|adj| adj.remove(&(prefix, path_id)))
             .is_some();
         if existed {
-            if let Some(dest) = self.loc.get_mut(&prefix) {
-                dest.paths
-                    .retain(|p| !(p.source.peer == peer && p.path_id == path_id));
-            }
-            self.reselect(prefix);
+            self.change(prefix, |d| {
+                d.paths
+                    .retain(|p| !(p.source.peer == peer && p.path_id == path_id))
+            });
         }
         existed
     }
@@ -239,10 +245,7 @@ impl Rib {
         let n = adj.len();
         let prefixes: BTreeSet<IpNet> = adj.into_keys().map(|(p, _)| p).collect();
         for prefix in prefixes {
-            if let Some(dest) = self.loc.get_mut(&prefix) {
-                dest.paths.retain(|p| p.source.peer != peer);
-            }
-            self.reselect(prefix);
+            self.change(prefix, |d| d.paths.retain(|p| p.source.peer != peer));
         }
         self.interner.collect();
         n
@@ -278,14 +281,18 @@ impl Rib {
         self.adj_in.get(&peer).map(|a| a.len()).unwrap_or(0)
     }
 
-    fn reselect(&mut self, prefix: IpNet) {
+    /// Apply `f` to the paths of `prefix`, then re-run selection and record
+    /// the prefix as changed if its selected set differs from before `f`.
+    fn change(&mut self, prefix: IpNet, f: impl FnOnce(&mut Destination)) {
         let Some(dest) = self.loc.get_mut(&prefix) else {
             return;
         };
+        let before = snapshot(dest);
+        f(dest);
         if dest.paths.is_empty() {
             self.loc.remove(&prefix);
             self.changed.push(prefix);
-        } else if select(dest, self.max_paths) {
+        } else if select(dest, self.max_paths, &before) {
             self.changed.push(prefix);
         }
     }
@@ -317,14 +324,23 @@ impl Rib {
     }
 }
 
+/// What identifies a selected path for change detection: its source, path
+/// id, (interned) attributes and next hop.
+type SelectedKey = (u32, u32, *const PathAttributes, Option<IpAddr>);
+
+fn key(p: &Path) -> SelectedKey {
+    (p.source.peer, p.path_id, Arc::as_ptr(&p.attrs), p.next_hop)
+}
+
+/// The selected (multipath) set of `dest`, taken before a change.
+fn snapshot(dest: &Destination) -> SmallVec<[SelectedKey; 4]> {
+    dest.multipath_paths().iter().map(key).collect()
+}
+
 /// Sort the paths of `dest` best first, record why the others lost and the
-/// multipath set. Returns true when the best path or the multipath set changed.
-fn select(dest: &mut Destination, max_paths: usize) -> bool {
-    type Key = (u32, u32, *const PathAttributes, Option<IpAddr>);
-    fn key(p: &Path) -> Key {
-        (p.source.peer, p.path_id, Arc::as_ptr(&p.attrs), p.next_hop)
-    }
-    let before: SmallVec<[Key; 4]> = dest.multipath_paths().iter().map(key).collect();
+/// multipath set. Returns true when the selected set differs from `before`
+/// (the snapshot taken before the paths were changed).
+fn select(dest: &mut Destination, max_paths: usize, before: &[SelectedKey]) -> bool {
     if dest.paths.len() == 1 {
         dest.reasons.clear();
         dest.multipath = 1;
@@ -348,7 +364,11 @@ fn select(dest: &mut Destination, max_paths: usize) -> bool {
         }
         dest.multipath = n;
     }
-    !dest.multipath_paths().iter().map(key).eq(before)
+    !dest
+        .multipath_paths()
+        .iter()
+        .map(key)
+        .eq(before.iter().copied())
 }
 
 #[cfg(test)]

@@ -301,3 +301,64 @@ fn local_route_beats_learned_route() {
     );
     assert!(rib.get(&p).unwrap().best().unwrap().source.local);
 }
+
+#[test]
+fn withdrawing_one_of_two_equal_paths_is_a_change() {
+    let mut rib = Rib::new(8);
+    let p = pfx("198.51.100.0/24");
+    let s1 = src(1, "10.0.0.1", "1.1.1.1", true);
+    let s2 = src(2, "10.0.0.2", "2.2.2.2", true);
+    rib.insert(&s1, p, 0, attrs(&[65010], |_| {}), nh("10.0.0.1"));
+    rib.insert(&s2, p, 0, attrs(&[65020], |_| {}), nh("10.0.0.2"));
+    assert_eq!(rib.get(&p).unwrap().multipath, 2);
+    rib.take_changes();
+    // The ToR that remains sorts first either way: the set still changed.
+    assert!(rib.remove(2, p, 0));
+    assert_eq!(rib.take_changes().into_iter().collect::<Vec<_>>(), vec![p]);
+    assert_eq!(rib.get(&p).unwrap().multipath, 1);
+    rib.insert(&s2, p, 0, attrs(&[65020], |_| {}), nh("10.0.0.2"));
+    rib.take_changes();
+    assert_eq!(rib.remove_peer(1), 1);
+    assert_eq!(
+        rib.take_changes().len(),
+        1,
+        "peer down of one multipath member"
+    );
+}
+
+#[test]
+fn replacing_the_selected_path_is_a_change() {
+    let mut rib = Rib::default();
+    let p = pfx("198.51.100.0/24");
+    let s1 = src(1, "10.0.0.1", "1.1.1.1", true);
+    rib.insert(&s1, p, 0, attrs(&[65010], |_| {}), nh("10.0.0.1"));
+    rib.take_changes();
+    rib.insert(&s1, p, 0, attrs(&[65010], |_| {}), nh("10.0.0.9"));
+    assert_eq!(rib.take_changes().len(), 1, "new next hop");
+    rib.insert(&s1, p, 0, attrs(&[65010, 65011], |_| {}), nh("10.0.0.9"));
+    assert_eq!(rib.take_changes().len(), 1, "new attributes");
+}
+
+#[test]
+fn a_losing_path_coming_and_going_is_not_a_change() {
+    let mut rib = Rib::new(1);
+    let p = pfx("198.51.100.0/24");
+    rib.insert(
+        &src(1, "10.0.0.1", "1.1.1.1", true),
+        p,
+        0,
+        attrs(&[1], |_| {}),
+        nh("10.0.0.1"),
+    );
+    rib.take_changes();
+    rib.insert(
+        &src(2, "10.0.0.2", "2.2.2.2", true),
+        p,
+        0,
+        attrs(&[2, 3], |_| {}),
+        nh("10.0.0.2"),
+    );
+    assert!(rib.take_changes().is_empty());
+    rib.remove(2, p, 0);
+    assert!(rib.take_changes().is_empty());
+}

@@ -249,24 +249,23 @@ impl Speaker {
         }
     }
 
-    /// Signal convergence once every established peer has sent End-of-RIB
-    /// for all its families (RFC 4724 §2) and at least one peer is up.
+    /// Signal convergence once every configured peer is established and has
+    /// sent End-of-RIB for all its families. As with the selection deferral
+    /// of RFC 4724 §4.1, routes of a peer that comes back later than another
+    /// must not be swept in between; a peer that never comes back is covered
+    /// by the dataplane's stale timer.
     fn check_converged(&mut self) {
-        if self.converged {
+        if self.converged || self.peers.is_empty() {
             return;
         }
-        let mut established = self
-            .peers
-            .values()
-            .filter_map(|p| p.negotiated.as_ref().map(|n| (p, n)));
-        let mut any = false;
-        let all = established.all(|(p, n)| {
-            any = true;
-            n.families.iter().all(|f| p.eor_received.contains(f))
+        let all = self.peers.values().all(|p| {
+            p.negotiated
+                .as_ref()
+                .is_some_and(|n| n.families.iter().all(|f| p.eor_received.contains(f)))
         });
-        if any && all {
+        if all {
             self.converged = true;
-            tracing::info!("End-of-RIB received from every established peer: routing converged");
+            tracing::info!("End-of-RIB received from every configured peer: routing converged");
             if let Some(fib) = &self.fib {
                 let _ = fib.send(FibMsg::Converged);
             }
