@@ -1,6 +1,7 @@
 //! The BGP speaker: wire format, session FSM, RIB, session drivers.
 
 pub mod fsm;
+pub mod nexthop;
 pub mod policy;
 pub mod rib;
 pub mod session;

@@ -26,7 +26,8 @@ use super::selector::Selector;
 use super::validate::{community_by_name_or_value, lookup_secret};
 use crate::bgp::wire::Family;
 use crate::k8s::{
-    BGPPeer, BgpConfigurationSpec, BindModeSpec, NextHopModeSpec, ReversePeering, SourceAddress,
+    AddressFamilySpec, BGPPeer, BgpConfigurationSpec, BindModeSpec, NextHopModeSpec, ReversePeering,
+    SourceAddress,
 };
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -445,7 +446,21 @@ impl<'a> Resolver<'a> {
             num_allowed_local_as,
             max_prefixes: spec.max_prefixes,
             filters: spec.filters.clone(),
-            families: vec![family_of(t.ip)],
+            families: if forward && !spec.families.is_empty() {
+                let mut f: Vec<Family> = spec
+                    .families
+                    .iter()
+                    .map(|f| match f {
+                        AddressFamilySpec::Ipv4 => Family::Ipv4Unicast,
+                        AddressFamilySpec::Ipv6 => Family::Ipv6Unicast,
+                    })
+                    .collect();
+                f.sort();
+                f.dedup();
+                f
+            } else {
+                vec![family_of(t.ip)]
+            },
             route_reflector_client,
         };
         self.peers.insert(t.origin, config);

@@ -117,6 +117,21 @@ pub struct BgpPeerSpec {
     /// session is closed with a Cease NOTIFICATION (RFC 4486) when exceeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_prefixes: Option<u32>,
+    /// petrel addition: address families negotiated on this session
+    /// (`IPv4`, `IPv6`). Default: the family of the peer address, one session
+    /// per family as Calico runs them; `[IPv4, IPv6]` on an IPv4 peer carries
+    /// IPv6 routes with IPv6 next hops over the IPv4 session (RFC 4760).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<AddressFamilySpec>,
+}
+
+/// petrel `families` entry.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressFamilySpec {
+    #[serde(rename = "IPv4")]
+    Ipv4,
+    #[serde(rename = "IPv6")]
+    Ipv6,
 }
 
 /// Calico `nextHopMode`.

@@ -29,7 +29,9 @@ pub use bgp_filter::{
     FilterAction, FilterPeerType, FilterSource, MatchOperator, PrefixLengthRange, PrependAsPath,
     SetPriority,
 };
-pub use bgp_peer::{BGPPeer, BgpPeerSpec, NextHopModeSpec, PeerIp, ReversePeering, SourceAddress};
+pub use bgp_peer::{
+    AddressFamilySpec, BGPPeer, BgpPeerSpec, NextHopModeSpec, PeerIp, ReversePeering, SourceAddress,
+};
 pub use duration::{DurationError, KubeDuration, parse_go_duration};
 
 use crate::datastore::resolved::Community;

@@ -48,6 +48,8 @@ pub struct ExportTarget<'a> {
     pub families: &'a [Family],
     /// Our address on the session.
     pub local_addr: IpAddr,
+    /// Our address of the other family on the session's interface.
+    pub other_family_hop: Option<IpAddr>,
 }
 
 impl PeerEntry {
@@ -62,6 +64,7 @@ impl PeerEntry {
             filters: &self.config.filters,
             families: &self.negotiated.as_ref()?.families,
             local_addr: self.local_addr?.ip().to_canonical(),
+            other_family_hop: self.other_family_hop,
         })
     }
 }
@@ -71,6 +74,11 @@ fn self_next_hop(node: &NodeConfig, peer: &ExportTarget, family: Family) -> Opti
     let local = peer.local_addr;
     if same_family(local, family) {
         return Some(local);
+    }
+    // The other family: our address on the session's interface, else the
+    // node's own address of that family.
+    if let Some(h) = peer.other_family_hop.filter(|h| same_family(*h, family)) {
+        return Some(h);
     }
     match family {
         Family::Ipv4Unicast => node.ipv4_address.map(|a| IpAddr::V4(a.addr())),

@@ -44,6 +44,7 @@ fn target<'a>(id: u32, ebgp: bool, rr_client: bool, mode: NextHopMode) -> Export
         filters: &[],
         families: FAMILIES,
         local_addr: "10.0.0.1".parse().unwrap(),
+        other_family_hop: None,
     }
 }
 
@@ -382,4 +383,17 @@ fn export_filter_can_allow_transit() {
     t.filters = &filters;
     let a = export(&n, &t, &rib, p, &[]).unwrap();
     assert_eq!(a.as_path[0].asns, vec![LOCAL_AS, 65001]);
+}
+
+#[test]
+fn other_family_next_hop_comes_from_the_session_interface() {
+    let mut rib = Rib::default();
+    let p = local(&mut rib, "fd00:96::/108");
+    let mut t = target(5, true, false, NextHopMode::Auto);
+    t.other_family_hop = Some("fd00:11::1".parse().unwrap());
+    let a = export(&node(None), &t, &rib, p, &[]).unwrap();
+    assert_eq!(
+        a.mp_next_hop.unwrap().global,
+        "fd00:11::1".parse::<IpAddr>().unwrap()
+    );
 }

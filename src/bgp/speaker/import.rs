@@ -230,10 +230,17 @@ impl Speaker {
                     family.name()
                 );
                 warn!(peer = %origin, %reason, "sending Cease/Maximum Number of Prefixes Reached");
-                entry.last_error = reason;
+                let data = max_prefix_data(*family, limit);
+                let sent = crate::bgp::wire::Notification {
+                    code: n::CEASE,
+                    subcode: n::CEASE_MAX_PREFIXES,
+                    data: data.clone(),
+                };
+                entry.last_error = reason.clone();
+                entry.stop_reason = Some((reason, sent));
                 let _ = entry.cmd.send(SessionCmd::Stop {
                     subcode: n::CEASE_MAX_PREFIXES,
-                    data: max_prefix_data(*family, limit),
+                    data,
                     restart: true,
                 });
                 return;

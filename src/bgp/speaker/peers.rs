@@ -31,12 +31,19 @@ pub struct PeerEntry {
     pub source: Option<Arc<PathSource>>,
     pub negotiated: Option<Box<Negotiated>>,
     pub local_addr: Option<SocketAddr>,
+    /// Our address of the other family on the session's interface, the
+    /// next hop for routes of that family (RFC 2545 §3).
+    pub other_family_hop: Option<IpAddr>,
     pub established_at: Option<Instant>,
     pub established_transitions: u64,
     pub last_error: String,
     /// The last NOTIFICATION sent or received: not overwritten by later
     /// connection failures that carry none.
     pub last_notification: String,
+    /// Set when the speaker itself stops the session (a prefix limit): why,
+    /// and the NOTIFICATION sent. Reported when the session goes down instead
+    /// of the driver's generic "administratively stopped".
+    pub stop_reason: Option<(String, Notification)>,
     pub stats: Arc<SessionStats>,
     /// Adj-RIB-Out: what this peer has been sent.
     pub adj_out: HashMap<IpNet, Arc<PathAttributes>>,
@@ -266,10 +273,12 @@ impl Speaker {
                 source: None,
                 negotiated: None,
                 local_addr: None,
+                other_family_hop: None,
                 established_at: None,
                 established_transitions: 0,
                 last_error: String::new(),
                 last_notification: String::new(),
+                stop_reason: None,
                 stats,
                 adj_out: HashMap::new(),
                 received: 0,
@@ -375,9 +384,11 @@ impl Speaker {
                 e.state = State::Established;
                 e.negotiated = Some(negotiated);
                 e.local_addr = Some(local);
+                e.other_family_hop = crate::bgp::nexthop::other_family_on_interface(local.ip());
                 e.established_at = Some(Instant::now());
                 e.established_transitions += 1;
                 e.last_error.clear();
+                e.stop_reason = None;
                 e.adj_out.clear();
                 e.received = 0;
                 e.rejected = 0;
@@ -398,10 +409,17 @@ impl Speaker {
                 let Some(e) = self.peers.get_mut(&origin) else {
                     return;
                 };
+                let (reason, error) = match (reason, e.stop_reason.take()) {
+                    (DownReason::Stopped, Some((text, sent))) => {
+                        (DownReason::NotificationSent(sent), Some(text))
+                    }
+                    (reason, _) => (reason, None),
+                };
+                let error = error.unwrap_or_else(|| reason.to_string());
                 if was_established {
-                    warn!(peer = %origin, %reason, "session down");
+                    warn!(peer = %origin, %reason, %error, "session down");
                 } else {
-                    info!(peer = %origin, %reason, "session attempt failed");
+                    info!(peer = %origin, %reason, %error, "session attempt failed");
                 }
                 if matches!(
                     reason,
@@ -409,7 +427,7 @@ impl Speaker {
                 ) {
                     e.last_notification = reason.to_string();
                 }
-                e.last_error = reason.to_string();
+                e.last_error = error;
                 e.source = None;
                 e.negotiated = None;
                 e.established_at = None;
