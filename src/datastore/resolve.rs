@@ -26,8 +26,8 @@ use super::selector::Selector;
 use super::validate::{community_by_name_or_value, lookup_secret};
 use crate::bgp::wire::Family;
 use crate::k8s::{
-    AddressFamilySpec, BGPPeer, BgpConfigurationSpec, BindModeSpec, NextHopModeSpec, ReversePeering,
-    SourceAddress,
+    AddressFamilySpec, BGPPeer, BgpConfigurationSpec, BindModeSpec, NextHopModeSpec,
+    ReversePeering, SourceAddress,
 };
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -40,6 +40,8 @@ pub const DEFAULT_PORT: u16 = 179;
 pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(90);
 /// BIRD's default graceful-restart time, which Calico keeps.
 pub const DEFAULT_MAX_RESTART_TIME: Duration = Duration::from_secs(120);
+/// Default `maxPaths`: as many equal-cost paths as BIRD's `merge paths` limit.
+pub const DEFAULT_MAX_PATHS: u16 = 16;
 
 /// Computes the configuration of `node_name`.
 pub fn resolve(snapshot: &Snapshot, node_name: &str) -> Result<NodeConfig, DatastoreError> {
@@ -145,6 +147,7 @@ pub fn resolve(snapshot: &Snapshot, node_name: &str) -> Result<NodeConfig, Datas
         prefix_communities,
         pod_cidrs: me.pod_cidrs.clone(),
         cluster: Default::default(),
+        max_paths: usize::from(cfg.max_paths.unwrap_or(DEFAULT_MAX_PATHS)),
     };
     let service_cidrs: Vec<IpNet> = cfg
         .service_cluster_ips

@@ -122,6 +122,8 @@ pub struct NodeConfig {
     /// What the safe import defaults need: pools, every node's blocks, and
     /// the service prefixes.
     pub cluster: crate::bgp::policy::ClusterView,
+    /// Most equal-cost paths per prefix (`maxPaths`, default 16).
+    pub max_paths: usize,
 }
 
 impl NodeConfig {

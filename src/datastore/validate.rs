@@ -71,6 +71,14 @@ pub(crate) fn validate_config(spec: &BgpConfigurationSpec) -> Vec<FieldError> {
     if spec.listen_port == Some(0) {
         errors.push(fe("spec.listenPort", "must be 1..=65535"));
     }
+    if let Some(n) = spec.max_paths
+        && !(1..=256).contains(&n)
+    {
+        errors.push(fe(
+            "spec.maxPaths",
+            format!("{n} is out of range: must be 1..=256"),
+        ));
+    }
     if spec.service_load_balancer_aggregation == Some(LoadBalancerAggregation::Disabled) {
         errors.push(fe(
             "spec.serviceLoadBalancerAggregation",

@@ -88,6 +88,11 @@ pub struct BgpConfigurationSpec {
     /// `None`: listen on all addresses; `NodeIP`: only on the node's addresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind_mode: Option<BindModeSpec>,
+    /// petrel addition: the most equal-cost paths installed for one prefix
+    /// (ECMP). 1 disables multipath. [Default: 16]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub max_paths: Option<u16>,
 }
 
 /// A CIDR block (`{cidr: 10.96.0.0/12}`).

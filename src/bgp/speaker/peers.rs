@@ -144,6 +144,9 @@ impl Speaker {
             }
         }
         self.local = PathSource::local(new.router_id);
+        if old.as_ref().is_none_or(|o| o.max_paths != new.max_paths) {
+            self.rib.set_max_paths(new.max_paths);
+        }
 
         // Originated routes.
         let old_orig = old

@@ -566,3 +566,10 @@ fn pod_cidrs_are_originated_and_known_cluster_wide() {
         vec![(own, "a".to_string()), ("10.244.2.0/24".parse().unwrap(), "b".to_string())]
     );
 }
+
+#[test]
+fn max_paths_defaults_to_sixteen_and_follows_the_configuration() {
+    assert_eq!(resolve_for(&three_nodes(), "a").max_paths, 16);
+    let cfg = resolve_for(&(three_nodes() + &config("  maxPaths: 2")), "a");
+    assert_eq!(cfg.max_paths, 2);
+}
