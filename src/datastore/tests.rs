@@ -468,8 +468,14 @@ fn configuration_rules() {
     let cases: &[(&str, &str)] = &[
         ("  asNumber: 0", "spec.asNumber: AS number 0 is reserved"),
         ("  listenPort: 0", "spec.listenPort: must be 1..=65535"),
-        ("  maxPaths: 0", "spec.maxPaths: 0 is out of range: must be 1..=256"),
-        ("  maxPaths: 300", "spec.maxPaths: 300 is out of range: must be 1..=256"),
+        (
+            "  maxPaths: 0",
+            "spec.maxPaths: 0 is out of range: must be 1..=256",
+        ),
+        (
+            "  maxPaths: 300",
+            "spec.maxPaths: 300 is out of range: must be 1..=256",
+        ),
         (
             "  listenPort: 70000",
             "spec.listenPort: invalid value: integer `70000`, expected u16",

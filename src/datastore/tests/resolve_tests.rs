@@ -540,18 +540,28 @@ fn families_default_to_the_peer_address_family_and_can_be_widened() {
     let objects = three_nodes()
         + &config("  nodeToNodeMeshEnabled: false")
         + &peer("tor", "  peerIP: 10.0.0.254\n  asNumber: 65001")
-        + &peer("tor-both", "  peerIP: 10.0.0.253\n  asNumber: 65001\n  families: [IPv6, IPv4, IPv6]");
+        + &peer(
+            "tor-both",
+            "  peerIP: 10.0.0.253\n  asNumber: 65001\n  families: [IPv6, IPv4, IPv6]",
+        );
     let cfg = resolve_for(&objects, "a");
     let tor = get(&cfg, PeerOrigin::BgpPeer("tor".into()));
     assert_eq!(tor.families, vec![Family::Ipv4Unicast]);
     let both = get(&cfg, PeerOrigin::BgpPeer("tor-both".into()));
-    assert_eq!(both.families, vec![Family::Ipv4Unicast, Family::Ipv6Unicast], "sorted, deduplicated");
+    assert_eq!(
+        both.families,
+        vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
+        "sorted, deduplicated"
+    );
 }
 
 #[test]
 fn pod_cidrs_are_originated_and_known_cluster_wide() {
     let mut objects = String::new();
-    for (name, ip, cidr) in [("a", "10.0.0.1", "10.244.1.0/24"), ("b", "10.0.0.2", "10.244.2.0/24")] {
+    for (name, ip, cidr) in [
+        ("a", "10.0.0.1", "10.244.1.0/24"),
+        ("b", "10.0.0.2", "10.244.2.0/24"),
+    ] {
         objects += &format!(
             "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  podCIDRs: [\"{cidr}\"]\nstatus:\n  addresses:\n    - {{type: InternalIP, address: \"{ip}\"}}\n---\n"
         );
@@ -560,10 +570,16 @@ fn pod_cidrs_are_originated_and_known_cluster_wide() {
     let own: ipnet::IpNet = "10.244.1.0/24".parse().unwrap();
     assert_eq!(cfg.pod_cidrs, vec![own]);
     assert!(cfg.originate.contains_key(&own));
-    assert!(!cfg.originate.contains_key(&"10.244.2.0/24".parse().unwrap()));
+    assert!(
+        !cfg.originate
+            .contains_key(&"10.244.2.0/24".parse().unwrap())
+    );
     assert_eq!(
         cfg.cluster.blocks,
-        vec![(own, "a".to_string()), ("10.244.2.0/24".parse().unwrap(), "b".to_string())]
+        vec![
+            (own, "a".to_string()),
+            ("10.244.2.0/24".parse().unwrap(), "b".to_string())
+        ]
     );
 }
 
