@@ -91,13 +91,6 @@ struct Driver {
     exit: bool,
 }
 
-fn conn_index(c: ConnId) -> &'static str {
-    match c {
-        ConnId::Outbound => "outbound",
-        ConnId::Inbound => "inbound",
-    }
-}
-
 impl Driver {
     fn new(
         id: u32,
@@ -185,9 +178,9 @@ impl Driver {
                 Ok(msgs) => self.send_raw(msgs),
                 Err(e) => warn!(error = %e, "cannot encode withdrawal"),
             },
-            SessionCmd::EndOfRib(f) => {
+            SessionCmd::Send(msg) => {
                 if let Some(c) = self.established {
-                    self.send(c, &Message::EndOfRib(f));
+                    self.send(c, &msg);
                 }
             }
             SessionCmd::Stop {
@@ -278,7 +271,7 @@ impl Driver {
             self.io_tx.clone(),
         ));
         let writer = tokio::spawn(write_loop(wr, id, epoch, out_rx, self.io_tx.clone()));
-        debug!(conn = conn_index(id), %local, %remote, "connection attached");
+        debug!(conn = %id, %local, %remote, "connection attached");
         self.conns.insert(
             id,
             Conn {

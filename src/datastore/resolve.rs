@@ -167,6 +167,15 @@ pub fn resolve(snapshot: &Snapshot, node_name: &str) -> Result<NodeConfig, Datas
             .flat_map(|n| n.pod_cidrs.iter().map(|c| (*c, n.name.clone())))
             .collect(),
         service_cidrs,
+        router_ids: infos
+            .iter()
+            .filter_map(|n| Some((n.router_id.or(n.ipv4.map(|a| a.addr()))?, n.name.clone())))
+            .collect(),
+        reflectors: infos
+            .iter()
+            .filter(|n| n.rr_cluster_id.is_some())
+            .map(|n| n.name.clone())
+            .collect(),
     };
     Ok(config)
 }

@@ -73,6 +73,28 @@ impl Daemon {
         Ok(())
     }
 
+    /// Asks petrel to re-send its IPv4 routes (ROUTE-REFRESH, RFC 2918).
+    /// Returns false for GoBGP, whose `softresetin` re-applies policy to its
+    /// own stored Adj-RIB-In and sends no ROUTE-REFRESH.
+    fn request_refresh(self, lab: &Lab) -> anyhow::Result<bool> {
+        match self {
+            Daemon::Bird => lab.birdc("bird", "reload in petrel4").map(|_| true),
+            Daemon::Frr => lab
+                .vtysh(
+                    "frr",
+                    &format!("clear bgp ipv4 unicast {PETREL_V4} soft in"),
+                )
+                .map(|_| true),
+            Daemon::Gobgp => Ok(false),
+        }
+    }
+
+    /// Whether the daemon negotiates enhanced route refresh (RFC 7313), so
+    /// petrel frames its answer with BoRR and EoRR.
+    fn enhanced_route_refresh(self) -> bool {
+        matches!(self, Daemon::Bird | Daemon::Frr)
+    }
+
     /// Administratively shuts the session with `petrel_addr` down (the
     /// daemon sends Cease / Administrative Shutdown) or brings it back.
     fn admin_shutdown(self, lab: &Lab, petrel_addr: &str, down: bool) -> anyhow::Result<()> {
@@ -124,6 +146,7 @@ fn interop(d: Daemon) {
     lab.check(|lab| {
         sessions_up(lab, d).context("step 1: sessions Established on both sides")?;
         routes_both_ways(lab, d).context("step 2: routes and attributes both ways")?;
+        route_refresh(lab, d).context("step 2b: ROUTE-REFRESH from the daemon")?;
         daemon_withdraws(lab, d).context("step 3: withdrawal by the daemon")?;
         petrel_withdraws(lab, d)
             .context("step 4: withdrawal by petrel (serviceClusterIPs edit)")?;
@@ -134,6 +157,77 @@ fn interop(d: Daemon) {
         wrong_peer_as(lab, d).context("step 8: wrong peer AS")?;
         Ok(())
     });
+}
+
+/// The daemon asks for a route refresh: petrel answers with its routes (and
+/// BoRR/EoRR when enhanced route refresh is negotiated), the session stays up
+/// and the daemon keeps petrel's routes.
+fn route_refresh(lab: &Lab, d: Daemon) -> anyhow::Result<()> {
+    let before = wait_petrel_established(lab, PETREL, DAEMON_V4)?;
+    if !d.request_refresh(lab)? {
+        return Ok(());
+    }
+    let min_sent = if d.enhanced_route_refresh() { 3 } else { 1 };
+    let after = wait_for(PROPAGATE, "petrel to answer the ROUTE-REFRESH", || {
+        let p = lab.petrel_peer(PETREL, DAEMON_V4)?;
+        anyhow::ensure!(
+            p.messages_received > before.messages_received
+                && p.messages_sent >= before.messages_sent + min_sent,
+            "messages received {} -> {}, sent {} -> {} (want at least {min_sent} more)",
+            before.messages_received,
+            p.messages_received,
+            before.messages_sent,
+            p.messages_sent
+        );
+        Ok(p)
+    })?;
+    anyhow::ensure!(
+        after.established_transitions == before.established_transitions
+            && after.state == "Established",
+        "a route refresh must not reset the session: {after:?}"
+    );
+    if d == Daemon::Frr {
+        // FRR counts petrel's BoRR and EoRR as received ROUTE-REFRESH messages.
+        let json = lab.vtysh("frr", &format!("show bgp neighbors {PETREL_V4} json"))?;
+        let v: serde_json::Value = serde_json::from_str(&json)?;
+        let got = v[PETREL_V4]["messageStats"]["routeRefreshRecv"]
+            .as_u64()
+            .unwrap_or(0);
+        anyhow::ensure!(
+            got >= 2,
+            "FRR saw {got} ROUTE-REFRESH messages from petrel, expected BoRR and EoRR"
+        );
+    }
+    wait_route(lab, d.node(), PETREL_PREFIX_V4)?;
+    if d == Daemon::Frr {
+        // The other direction: FRR re-sends its routes framed by BoRR/EoRR;
+        // petrel must keep every route FRR re-sent (RFC 7313 §4).
+        let before = lab.petrel_peer(PETREL, DAEMON_V4)?;
+        lab.vtysh(
+            "frr",
+            &format!("clear bgp ipv4 unicast {PETREL_V4} soft out"),
+        )?;
+        wait_for(
+            PROPAGATE,
+            "FRR's BoRR, UPDATE and EoRR to reach petrel",
+            || {
+                let p = lab.petrel_peer(PETREL, DAEMON_V4)?;
+                anyhow::ensure!(
+                    p.messages_received >= before.messages_received + 3,
+                    "messages received {} -> {}",
+                    before.messages_received,
+                    p.messages_received
+                );
+                Ok(())
+            },
+        )?;
+        std::thread::sleep(Duration::from_secs(1));
+        for prefix in DAEMON_PREFIXES_V4 {
+            lab.best_route(PETREL, prefix)
+                .with_context(|| format!("{prefix} must survive FRR's enhanced route refresh"))?;
+        }
+    }
+    Ok(())
 }
 
 fn sessions_up(lab: &Lab, d: Daemon) -> anyhow::Result<()> {

@@ -17,6 +17,30 @@ pub struct ClusterView {
     /// Prefixes service addresses are advertised from (cluster IPs,
     /// external IPs, load-balancer IPs).
     pub service_cidrs: Vec<IpNet>,
+    /// Every node's BGP router id, with the node's name.
+    pub router_ids: Vec<(std::net::Ipv4Addr, String)>,
+    /// Nodes that are route reflectors (have a cluster ID).
+    pub reflectors: Vec<String>,
+}
+
+impl ClusterView {
+    /// The node whose route is judged when `sender` sends a route with
+    /// `originator_id`: for a route reflected by a route-reflector node, the
+    /// node with that router id (RFC 4456 ORIGINATOR_ID); else the sender.
+    pub fn originating_node<'a>(
+        &'a self,
+        sender: &'a str,
+        originator_id: Option<std::net::Ipv4Addr>,
+    ) -> &'a str {
+        match originator_id {
+            Some(id) if self.reflectors.iter().any(|r| r == sender) => self
+                .router_ids
+                .iter()
+                .find(|(r, _)| *r == id)
+                .map_or(sender, |(_, n)| n.as_str()),
+            _ => sender,
+        }
+    }
 }
 
 /// Verdict of a default import rule.

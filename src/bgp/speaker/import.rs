@@ -84,7 +84,11 @@ pub fn evaluate(
     }
     let hop = next_hop(attrs, Family::of(&prefix)).ok_or("no usable next hop")?;
     let verdict = match peer_node(&peer.origin) {
-        Some(from) => policy::default_import_from_node(&node.cluster, from, prefix),
+        Some(from) => policy::default_import_from_node(
+            &node.cluster,
+            node.cluster.originating_node(from, attrs.originator_id),
+            prefix,
+        ),
         None => policy::default_import_from_external(&node.cluster, prefix),
     };
     let (default_accept, default_reason) = match verdict {
@@ -133,6 +137,7 @@ impl Speaker {
         }
         for w in &update.withdrawn {
             let key = (w.prefix, w.path_id.unwrap_or(0));
+            entry.refresh_stale.remove(&key);
             entry.adj_in_pre.remove(&key);
             self.rib.remove(entry.id, key.0, key.1);
         }
@@ -142,9 +147,9 @@ impl Speaker {
         }
         entry.received += update.announced.len() as u64;
         for nlri in &update.announced {
-            entry
-                .adj_in_pre
-                .insert((nlri.prefix, nlri.path_id.unwrap_or(0)), attrs.clone());
+            let key = (nlri.prefix, nlri.path_id.unwrap_or(0));
+            entry.refresh_stale.remove(&key);
+            entry.adj_in_pre.insert(key, attrs.clone());
         }
         self.import_routes(origin, &update.announced, &attrs);
     }

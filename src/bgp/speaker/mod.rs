@@ -37,7 +37,9 @@ pub enum SessionCmd {
     /// Send these routes, all sharing one attribute set.
     Announce(Arc<PathAttributes>, Vec<Nlri>),
     Withdraw(Vec<Nlri>),
-    EndOfRib(Family),
+    /// Send a message on the established connection as it is (End-of-RIB,
+    /// ROUTE-REFRESH demarcation).
+    Send(Message),
     /// Stop the session with a Cease NOTIFICATION of this subcode and data,
     /// then stay down (`restart == false`) or restart with backoff.
     Stop {

@@ -7,7 +7,7 @@ use crate::bgp::fsm::{DownReason, Negotiated, SessionConfig, State};
 use crate::bgp::rib::PathSource;
 use crate::bgp::session::{self, SessionStats};
 use crate::bgp::wire::{
-    self, Family, Message, Notification, Origin, PathAttributes, notification as n,
+    self, Family, Message, Notification, Origin, PathAttributes, RouteRefresh, notification as n,
 };
 use crate::datastore::resolved::{Community, NodeConfig, PeerConfig, PeerOrigin};
 use ipnet::IpNet;
@@ -55,6 +55,8 @@ pub struct PeerEntry {
     /// Pre-policy Adj-RIB-In, kept so a policy change can be re-applied
     /// without asking the peer to resend (soft reconfiguration inbound).
     pub adj_in_pre: HashMap<(IpNet, u32), Arc<PathAttributes>>,
+    /// Routes of the peer not re-sent yet since its BoRR (RFC 7313).
+    pub refresh_stale: std::collections::HashSet<(IpNet, u32)>,
 }
 
 impl PeerEntry {
@@ -288,6 +290,7 @@ impl Speaker {
                 rejected: 0,
                 eor_received: BTreeSet::new(),
                 adj_in_pre: HashMap::new(),
+                refresh_stale: Default::default(),
             },
         );
     }
@@ -401,7 +404,7 @@ impl Speaker {
                     && let Some(neg) = &e.negotiated
                 {
                     for f in &neg.families {
-                        let _ = e.cmd.send(SessionCmd::EndOfRib(*f));
+                        let _ = e.cmd.send(SessionCmd::Send(Message::EndOfRib(*f)));
                     }
                 }
             }
@@ -436,6 +439,7 @@ impl Speaker {
                 e.established_at = None;
                 e.adj_out.clear();
                 e.adj_in_pre.clear();
+                e.refresh_stale.clear();
                 e.eor_received.clear();
                 if e.state == State::Established {
                     e.state = State::Idle;
@@ -460,14 +464,62 @@ impl Speaker {
                     e.eor_received.insert(f);
                 }
             }
-            Message::RouteRefresh(rr) => {
-                // RFC 2918: re-send the whole Adj-RIB-Out for the family.
-                if let Some(e) = self.peers.get_mut(origin) {
-                    e.adj_out.retain(|p, _| Family::of(p) != rr.family);
+            Message::RouteRefresh(rr) => self.route_refresh(origin, rr),
+            _ => {}
+        }
+    }
+}
+
+impl Speaker {
+    /// ROUTE-REFRESH from the peer (RFC 2918, RFC 7313).
+    fn route_refresh(&mut self, origin: &PeerOrigin, rr: RouteRefresh) {
+        let Some(e) = self.peers.get_mut(origin) else {
+            return;
+        };
+        let enhanced = e
+            .negotiated
+            .as_ref()
+            .is_some_and(|n| n.enhanced_route_refresh);
+        match rr.subtype {
+            // A request: re-send our whole Adj-RIB-Out for the family, framed
+            // by BoRR/EoRR when enhanced route refresh was negotiated.
+            0 => {
+                e.adj_out.retain(|p, _| Family::of(p) != rr.family);
+                let demarcate = |subtype| {
+                    Message::RouteRefresh(RouteRefresh {
+                        family: rr.family,
+                        subtype,
+                    })
+                };
+                if enhanced {
+                    let _ = e.cmd.send(SessionCmd::Send(demarcate(1)));
                 }
                 self.export_full(origin);
-                if let Some(e) = self.peers.get(origin) {
-                    let _ = e.cmd.send(SessionCmd::EndOfRib(rr.family));
+                if enhanced && let Some(e) = self.peers.get(origin) {
+                    let _ = e.cmd.send(SessionCmd::Send(demarcate(2)));
+                }
+            }
+            // BoRR: the peer re-sends its routes; what it does not re-send
+            // before EoRR is gone (RFC 7313 §4).
+            1 => {
+                e.refresh_stale = e
+                    .adj_in_pre
+                    .keys()
+                    .filter(|(p, _)| Family::of(p) == rr.family)
+                    .copied()
+                    .collect();
+            }
+            2 => {
+                let stale: Vec<(IpNet, u32)> = std::mem::take(&mut e.refresh_stale)
+                    .into_iter()
+                    .filter(|(p, _)| Family::of(p) == rr.family)
+                    .collect();
+                let id = e.id;
+                for key in &stale {
+                    e.adj_in_pre.remove(key);
+                }
+                for (prefix, path_id) in stale {
+                    self.rib.remove(id, prefix, path_id);
                 }
             }
             _ => {}

@@ -18,7 +18,39 @@ fn cluster() -> ClusterView {
             (net("fd00:244::40/122"), "node-b".into()),
         ],
         service_cidrs: vec![net("10.96.0.0/12"), net("fd00:96::/112")],
+        router_ids: vec![
+            ("10.0.0.1".parse().unwrap(), "node-a".into()),
+            ("10.0.0.2".parse().unwrap(), "node-b".into()),
+            ("10.0.0.9".parse().unwrap(), "rr".into()),
+        ],
+        reflectors: vec!["rr".into()],
     }
+}
+
+/// A route reflected by a route-reflector node is judged as coming from its
+/// originator; ORIGINATOR_ID from any other node is not trusted.
+#[test]
+fn reflected_routes_are_judged_by_their_originator() {
+    let view = cluster();
+    let a = Some("10.0.0.1".parse().unwrap());
+    assert_eq!(view.originating_node("rr", a), "node-a");
+    assert_eq!(view.originating_node("rr", None), "rr");
+    assert_eq!(
+        view.originating_node("rr", Some("192.0.2.1".parse().unwrap())),
+        "rr",
+        "an unknown originator is judged as the reflector itself"
+    );
+    assert_eq!(view.originating_node("node-b", a), "node-b");
+    let from = view.originating_node("rr", a);
+    assert_eq!(
+        default_import_from_node(&view, from, net("10.244.1.0/26")),
+        ImportVerdict::Accept
+    );
+    let forged = view.originating_node("node-b", a);
+    assert_eq!(
+        default_import_from_node(&view, forged, net("10.244.1.0/26")),
+        not_owner("10.244.1.0/26", "node-a")
+    );
 }
 
 fn not_owner(block: &str, owner: &str) -> ImportVerdict {
