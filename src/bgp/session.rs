@@ -8,17 +8,18 @@ use crate::bgp::fsm::{Action, ConnId, Event, Fsm, SessionConfig, State, Timer};
 use crate::bgp::speaker::{SessionCmd, SessionEvent, SpeakerMsg};
 use crate::bgp::wire::{self, FrameCodec, FrameError, Message, WireContext};
 use crate::datastore::resolved::PeerConfig;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
+use tokio_util::codec::FramedRead;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 /// Counters shared between a driver and the speaker's status view.
@@ -505,39 +506,27 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 async fn read_loop(
-    mut rd: tokio::net::tcp::OwnedReadHalf,
+    rd: tokio::net::tcp::OwnedReadHalf,
     id: ConnId,
     epoch: u64,
     max_len: Arc<AtomicUsize>,
     tx: mpsc::UnboundedSender<IoEvent>,
 ) {
-    let mut codec = FrameCodec::new(max_len.load(Ordering::Relaxed));
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let codec = FrameCodec::new(max_len.load(Ordering::Relaxed));
+    let mut frames = FramedRead::with_capacity(rd, codec, 64 * 1024);
     loop {
-        codec.set_max_len(max_len.load(Ordering::Relaxed));
-        match codec.decode(&mut buf) {
-            Ok(Some(frame)) => {
-                if tx.send(IoEvent::Frame(id, epoch, frame)).is_err() {
-                    return;
-                }
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let _ = tx.send(IoEvent::FrameError(id, epoch, e));
-                return;
-            }
-        }
-        match rd.read_buf(&mut buf).await {
-            Ok(0) => {
-                let _ = tx.send(IoEvent::Closed(id, epoch));
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let _ = tx.send(IoEvent::FrameError(id, epoch, FrameError::Io(e)));
-                return;
-            }
+        // The limit grows to 65535 once extended messages are negotiated.
+        frames
+            .decoder_mut()
+            .set_max_len(max_len.load(Ordering::Relaxed));
+        let event = match frames.next().await {
+            Some(Ok(frame)) => IoEvent::Frame(id, epoch, frame),
+            Some(Err(e)) => IoEvent::FrameError(id, epoch, e),
+            None => IoEvent::Closed(id, epoch),
+        };
+        let last = !matches!(event, IoEvent::Frame(..));
+        if tx.send(event).is_err() || last {
+            return;
         }
     }
 }
