@@ -60,6 +60,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let api = tokio::spawn(crate::api::serve(
         opts.api_socket.clone(),
         speaker,
+        Some((dataplane.clone(), opts.dataplane.clone())),
         shutdown.clone(),
     ));
 

@@ -69,6 +69,12 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Show the kernel routes petrel manages: counts, next hops that do not
+    /// resolve, conflicts with other protocols, kernel errors.
+    Dataplane {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
 }
@@ -126,6 +132,9 @@ fn main() -> ExitCode {
             Command::Peers { output } => Ok(petrel::cli::peers(&cli.api_socket, output).await?),
             Command::Routes { family, output } => {
                 Ok(petrel::cli::routes(&cli.api_socket, family, output).await?)
+            }
+            Command::Dataplane { output } => {
+                Ok(petrel::cli::dataplane(&cli.api_socket, output).await?)
             }
             Command::Crds => {
                 print!("{}", petrel::k8s::crd_manifests());

@@ -3,6 +3,7 @@
 
 use crate::bgp::speaker::SpeakerHandle;
 use crate::bgp::wire::Family;
+use crate::dataplane::{DataplaneConfig, DataplaneHandle};
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +38,7 @@ pub enum ApiError {
 
 struct Service {
     speaker: SpeakerHandle,
+    dataplane: Option<(DataplaneHandle, DataplaneConfig)>,
 }
 
 #[tonic::async_trait]
@@ -68,12 +70,55 @@ impl pb::agent_server::Agent for Service {
             routes: self.speaker.routes(family).await,
         }))
     }
+
+    async fn get_dataplane(
+        &self,
+        _req: tonic::Request<pb::GetDataplaneRequest>,
+    ) -> Result<tonic::Response<pb::Dataplane>, tonic::Status> {
+        let Some((handle, config)) = &self.dataplane else {
+            return Err(tonic::Status::unavailable(
+                "this agent runs without a dataplane",
+            ));
+        };
+        let s = handle
+            .status()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(tonic::Response::new(pb::Dataplane {
+            desired: s.desired as u64,
+            installed: s.installed as u64,
+            stale: s.stale as u64,
+            unresolved: s
+                .unresolved
+                .iter()
+                .map(|(p, h)| pb::Unresolved {
+                    prefix: p.to_string(),
+                    next_hop: h.to_string(),
+                })
+                .collect(),
+            conflicts: s.conflicts.iter().map(|p| p.to_string()).collect(),
+            errors: s
+                .errors
+                .iter()
+                .map(|(p, e)| pb::KernelError {
+                    prefix: p.to_string(),
+                    error: e.clone(),
+                })
+                .collect(),
+            converged: s.converged,
+            resyncs: s.resyncs,
+            operations: s.operations,
+            table: config.table,
+            protocol: u32::from(config.protocol),
+        }))
+    }
 }
 
 /// Serve the API on `path` until `shutdown`; removes a stale socket first.
 pub async fn serve(
     path: PathBuf,
     speaker: SpeakerHandle,
+    dataplane: Option<(DataplaneHandle, DataplaneConfig)>,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     if let Some(dir) = path.parent() {
@@ -89,7 +134,10 @@ pub async fn serve(
     })?;
     tracing::info!(socket = %path.display(), "management API listening");
     let result = tonic::transport::Server::builder()
-        .add_service(pb::agent_server::AgentServer::new(Service { speaker }))
+        .add_service(pb::agent_server::AgentServer::new(Service {
+            speaker,
+            dataplane,
+        }))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(listener),
             shutdown.cancelled_owned(),

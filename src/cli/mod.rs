@@ -136,3 +136,57 @@ pub async fn routes(socket: &Path, family: Option<String>, out: Output) -> Resul
     print(&routes, out, routes_table);
     Ok(())
 }
+
+/// Render the dataplane status as text.
+pub fn dataplane_text(d: &pb::Dataplane) -> String {
+    let mut out = format!(
+        "table {}, protocol {}: {} desired, {} installed, {} stale (converged: {})\n\
+         {} route operations, {} full resyncs\n",
+        d.table,
+        d.protocol,
+        d.desired,
+        d.installed,
+        d.stale,
+        if d.converged { "yes" } else { "no" },
+        d.operations,
+        d.resyncs
+    );
+    if !d.unresolved.is_empty() {
+        let mut t = table(&["NOT INSTALLED", "NEXT HOP DOES NOT RESOLVE"]);
+        for u in &d.unresolved {
+            t.add_row(vec![u.prefix.clone(), u.next_hop.clone()]);
+        }
+        out.push_str(&format!("{t}\n"));
+    }
+    if !d.conflicts.is_empty() {
+        out.push_str(&format!(
+            "held by a route of another protocol (left alone): {}\n",
+            d.conflicts.join(", ")
+        ));
+    }
+    if !d.errors.is_empty() {
+        let mut t = table(&["PREFIX", "KERNEL ERROR"]);
+        for e in &d.errors {
+            t.add_row(vec![e.prefix.clone(), e.error.clone()]);
+        }
+        out.push_str(&format!("{t}\n"));
+    }
+    out
+}
+
+/// `petrel dataplane`
+pub async fn dataplane(socket: &Path, out: Output) -> Result<(), ApiError> {
+    let mut c = api::connect(socket).await?;
+    let d = c
+        .get_dataplane(pb::GetDataplaneRequest {})
+        .await?
+        .into_inner();
+    match out {
+        Output::Json => match serde_json::to_string_pretty(&d) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("cannot encode JSON: {e}"),
+        },
+        Output::Table => print!("{}", dataplane_text(&d)),
+    }
+    Ok(())
+}
