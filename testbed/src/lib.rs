@@ -4,7 +4,9 @@
 //! every node is a network namespace, every link a veth pair, and each node
 //! runs one routing daemon (petrel, BIRD 2, FRR's bgpd or GoBGP) in the
 //! foreground with its own runtime directory ([`daemon`]). A [`Lab`] owns all
-//! of it and tears it down on drop, also during a panic.
+//! of it and tears it down on drop, also during a panic. Every node's view of
+//! its sessions and routes is parsed into one form ([`status`]), and so is its
+//! kernel routing table ([`kernel`]).
 //!
 //! ```no_run
 //! use petrel_testbed::{Lab, wait_until};
@@ -20,11 +22,13 @@
 //! (`.ci/setup` installs them).
 
 pub mod daemon;
+pub mod kernel;
 pub mod lab;
 pub mod parse;
 pub mod status;
 pub mod topology;
 
+pub use kernel::KernelRoute;
 pub use lab::{Lab, cleanup_stale};
 pub use status::{Afi, DaemonRoute, PetrelPeer, PetrelRoute, Session};
 pub use topology::{Kind, Topology};

@@ -57,8 +57,8 @@ fn bird_lab() -> Lab {
 
 /// Every route of another protocol in petrel's main tables, both families.
 fn foreign_routes(lab: &Lab) -> anyhow::Result<BTreeSet<String>> {
-    let mut all = kernel_routes(lab, PETREL, false)?;
-    all.extend(kernel_routes(lab, PETREL, true)?);
+    let mut all = lab.kernel_routes(PETREL, false)?;
+    all.extend(lab.kernel_routes(PETREL, true)?);
     Ok(all
         .iter()
         .filter(|r| !r.is_petrel())
@@ -157,7 +157,7 @@ fn two_tors_give_one_ecmp_route() {
                 .map(|h| (h.gateway.as_str(), h.dev.as_str()))
                 .collect();
             anyhow::ensure!(devs == hops, "{prefix}: expected {hops:?}, seen {r}");
-            let all = routes_for(lab, PETREL, prefix)?;
+            let all = lab.kernel_routes_for(PETREL, prefix)?;
             anyhow::ensure!(
                 all.len() == 1,
                 "{prefix}: expected ONE kernel route (RTA_MULTIPATH), seen {}",
@@ -307,7 +307,7 @@ fn foreign_routes_are_never_touched() {
         ] {
             lab.exec(PETREL, foreign)?;
             std::thread::sleep(REPAIR + Duration::from_secs(1));
-            let seen = routes_for(lab, PETREL, prefix)?;
+            let seen = lab.kernel_routes_for(PETREL, prefix)?;
             anyhow::ensure!(
                 seen.len() == 1 && seen[0].protocol == "static",
                 "{prefix}: petrel must not overwrite a foreign route at its metric; seen {}",
@@ -324,7 +324,7 @@ fn foreign_routes_are_never_touched() {
             let proto = if prefix == B4 { "static4b" } else { "static6b" };
             lab.birdc(BIRD, &format!("disable {proto}"))?;
             std::thread::sleep(REPAIR + Duration::from_secs(1));
-            let seen = routes_for(lab, PETREL, prefix)?;
+            let seen = lab.kernel_routes_for(PETREL, prefix)?;
             anyhow::ensure!(
                 seen.len() == 1 && seen[0].protocol == "static",
                 "{prefix}: a withdrawal must leave the foreign route; seen {}",

@@ -13,6 +13,7 @@
 //! Run as root after `cargo build --bins`:
 //! `cargo test -p petrel-testbed --test routing -- --test-threads=1`.
 
+mod common;
 mod routing_util;
 
 use anyhow::{Context, ensure};
@@ -106,8 +107,8 @@ fn mesh_routes(lab: &Lab) -> anyhow::Result<()> {
 fn mesh_one_directional(lab: &Lab) -> anyhow::Result<()> {
     for (i, (low, low_addr, _)) in MESH.iter().enumerate() {
         for (high, high_addr, _) in &MESH[i + 1..] {
-            let on_low = peer(lab, low, high_addr)?;
-            let on_high = peer(lab, high, low_addr)?;
+            let on_low = lab.petrel_peer(low, high_addr)?;
+            let on_high = lab.petrel_peer(high, low_addr)?;
             ensure!(
                 on_low.passive && !on_high.passive,
                 "pair {low}/{high}: expected {low} passive towards {high_addr} and {high} \
@@ -154,7 +155,7 @@ fn mesh_untouched(
     min_growth: u64,
 ) -> anyhow::Result<()> {
     for ((node, addr), b) in before {
-        let a = peer(lab, node, addr)?;
+        let a = lab.petrel_peer(node, addr)?;
         let (ub, ua) = (b.uptime_seconds.unwrap_or(0), a.uptime_seconds.unwrap_or(0));
         ensure!(
             a.state == "Established"
@@ -183,7 +184,7 @@ fn mesh_add_remove_node(lab: &Lab) -> anyhow::Result<()> {
     }
     for (node, _, _) in MESH {
         wait_for(PROPAGATE, &format!("{node}: a session to {n4}"), || {
-            let p = peer(lab, node, n4_addr)?;
+            let p = lab.petrel_peer(node, n4_addr)?;
             // Every agent's address is lower than 10.0.0.4: all are passive
             // and wait for node4 (which does not exist) in Active.
             ensure!(
@@ -244,7 +245,7 @@ fn mesh_hijack(lab: &Lab) -> anyhow::Result<()> {
             UP,
             &format!("{node}: rogue's two routes received, one accepted"),
             || {
-                let p = peer(lab, node, rogue_addr)?;
+                let p = lab.petrel_peer(node, rogue_addr)?;
                 ensure!(
                     p.state == "Established" && p.prefixes_received >= 2,
                     "{}",
@@ -343,7 +344,7 @@ fn rr_sessions(lab: &Lab) -> anyhow::Result<()> {
             Ok(())
         })?;
     }
-    wait_daemon_established(lab, "tor", RR_TOR_ADDR)?;
+    wait_established_within(lab, "tor", RR_TOR_ADDR, UP)?;
     Ok(())
 }
 
@@ -405,7 +406,7 @@ fn ecmp() {
     let lab = deploy("ecmp");
     run(&lab, |lab| {
         for (tor, addr, _) in [FRR_TOR, BIRD_TOR] {
-            wait_established(lab, "petrel", addr)
+            wait_petrel_established_within(lab, "petrel", addr, UP)
                 .with_context(|| format!("step 1: session with {tor}"))?;
         }
         ecmp_both_paths(lab).context("step 2: two best paths, one kernel route, two hops")?;
@@ -423,7 +424,7 @@ fn ecmp_next_hop_change() {
     let lab = deploy("ecmp");
     run(&lab, |lab| {
         for (tor, addr, _) in [FRR_TOR, BIRD_TOR] {
-            wait_established(lab, "petrel", addr)
+            wait_petrel_established_within(lab, "petrel", addr, UP)
                 .with_context(|| format!("step 1: session with {tor}"))?;
         }
         ecmp_both_paths(lab).context("step 2: two best paths, one kernel route, two hops")?;
@@ -451,18 +452,8 @@ fn ecmp_next_hop_change() {
             },
         )
         .context("step 3: FRR changes its next hop")?;
-        wait_kernel_route(
-            lab,
-            "petrel",
-            ECMP_PREFIX,
-            "one route with next hops 10.0.1.3 and 10.0.2.2",
-            |r| {
-                let mut hops = r.gateways.clone();
-                hops.sort();
-                r.multipath && hops == ["10.0.1.3", BIRD_TOR.1]
-            },
-        )
-        .context("step 4: the kernel follows the new next hop")?;
+        wait_kernel_multipath(lab, "petrel", ECMP_PREFIX, &["10.0.1.3", BIRD_TOR.1])
+            .context("step 4: the kernel follows the new next hop")?;
         Ok(())
     });
 }
@@ -488,17 +479,7 @@ fn ecmp_both_paths(lab: &Lab) -> anyhow::Result<()> {
             Ok(())
         },
     )?;
-    wait_kernel_route(
-        lab,
-        "petrel",
-        ECMP_PREFIX,
-        "one route with next hops 10.0.1.2 and 10.0.2.2",
-        |r| {
-            let mut hops = r.gateways.clone();
-            hops.sort();
-            r.multipath && hops == [FRR_TOR.1, BIRD_TOR.1]
-        },
-    )?;
+    wait_kernel_multipath(lab, "petrel", ECMP_PREFIX, &[FRR_TOR.1, BIRD_TOR.1])?;
     Ok(())
 }
 
@@ -527,7 +508,7 @@ fn ecmp_one_withdrawn(lab: &Lab) -> anyhow::Result<()> {
         "petrel",
         ECMP_PREFIX,
         "a single next hop via FRR",
-        |r| !r.multipath && r.gateways == [FRR_TOR.1],
+        |r| !r.multipath && r.gateways() == [FRR_TOR.1],
     )?;
     lab.birdc(BIRD_TOR.0, "enable static4")?;
     Ok(())
@@ -542,8 +523,9 @@ const SVC_FILTERED: &str = "10.97.0.0/16";
 fn filter() {
     let lab = deploy("filter");
     run(&lab, |lab| {
-        wait_established(lab, "petrel", "10.0.0.2").context("step 1: petrel's session")?;
-        wait_daemon_established(lab, "bird", "10.0.0.1").context("step 1: BIRD's session")?;
+        wait_petrel_established_within(lab, "petrel", "10.0.0.2", UP)
+            .context("step 1: petrel's session")?;
+        wait_established_within(lab, "bird", "10.0.0.1", UP).context("step 1: BIRD's session")?;
         filter_applied(lab).context("step 2: the BGPFilter hides one service CIDR")?;
         filter_removed(lab).context("step 3: filter removed live, without a reset")?;
         Ok(())
@@ -568,7 +550,7 @@ fn filter_applied(lab: &Lab) -> anyhow::Result<()> {
         r.as_path == [65001] && same_addr(&r.next_hop, "10.0.0.1"),
         "BIRD's route for {SVC_SHOWN}: {r}"
     );
-    let p = peer(lab, "petrel", "10.0.0.2")?;
+    let p = lab.petrel_peer("petrel", "10.0.0.2")?;
     ensure!(
         p.prefixes_advertised == 1,
         "petrel should advertise exactly one prefix to BIRD: {}",
@@ -592,15 +574,14 @@ fn bird_session_since(lab: &Lab) -> anyhow::Result<String> {
 }
 
 fn filter_removed(lab: &Lab) -> anyhow::Result<()> {
-    let before = peer(lab, "petrel", "10.0.0.2")?;
+    let before = lab.petrel_peer("petrel", "10.0.0.2")?;
     let since = bird_session_since(lab)?;
     let t0 = Instant::now();
     write_manifest(
         lab,
         "petrel",
         "bgppeer.yaml",
-        "apiVersion: petrel.dev/v1\nkind: BGPPeer\nmetadata:\n  name: bird\nspec:\n  \
-         peerIP: 10.0.0.2\n  asNumber: 65002\n",
+        &bgp_peer("bird", "10.0.0.2", 65002, ""),
     )?;
     remove_manifest(lab, "petrel", "bgpfilter.yaml")?;
     let r = wait_for(
@@ -615,7 +596,7 @@ fn filter_removed(lab: &Lab) -> anyhow::Result<()> {
     lab.best_route("bird", SVC_SHOWN)
         .context("the other service CIDR must stay")?;
     std::thread::sleep(Duration::from_secs(2).saturating_sub(t0.elapsed()));
-    let after = peer(lab, "petrel", "10.0.0.2")?;
+    let after = lab.petrel_peer("petrel", "10.0.0.2")?;
     ensure!(
         after.state == "Established"
             && after.established_transitions == before.established_transitions
@@ -655,7 +636,7 @@ fn maxprefix_trips(lab: &Lab) -> anyhow::Result<PetrelPeer> {
         UP,
         "petrel to stop the GoBGP session over its prefix limit",
         || {
-            let p = peer(lab, "petrel", MAXPFX_GOBGP)?;
+            let p = lab.petrel_peer("petrel", MAXPFX_GOBGP)?;
             let err = p.last_error.clone().unwrap_or_default().to_lowercase();
             ensure!(
                 p.state != "Established" && p.established_transitions >= 1,
@@ -738,7 +719,7 @@ fn maxprefix_stays_down(lab: &Lab, tripped: &PetrelPeer) -> anyhow::Result<()> {
     let window = Duration::from_secs(10);
     let start = Instant::now();
     while start.elapsed() < window {
-        let p = peer(lab, "petrel", MAXPFX_GOBGP)?;
+        let p = lab.petrel_peer("petrel", MAXPFX_GOBGP)?;
         ensure!(
             p.state != "Established"
                 && p.established_transitions == tripped.established_transitions,

@@ -36,8 +36,18 @@ pub fn deploy(name: &str) -> Lab {
 
 /// Waits until `node`'s session with `peer` is Established.
 pub fn wait_established(lab: &Lab, node: &str, peer: &str) -> anyhow::Result<()> {
+    wait_established_within(lab, node, peer, UP)
+}
+
+/// [`wait_established`] with another timeout than [`UP`].
+pub fn wait_established_within(
+    lab: &Lab,
+    node: &str,
+    peer: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     wait_for(
-        UP,
+        timeout,
         &format!("{node}'s session with {peer} to be Established"),
         || {
             let s = lab.session(node, peer)?;

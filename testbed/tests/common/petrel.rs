@@ -2,16 +2,19 @@
 //! waiting on its peers.
 
 use super::{PROPAGATE, UP};
+use anyhow::Context;
 use petrel_testbed::{Lab, PetrelPeer, wait_for};
 use std::path::Path;
+use std::time::Duration;
 
 /// Writes `text` to `<node_dir>/<file>` atomically (temp file + rename), so
 /// the agent never reads a half-written manifest.
 pub fn write_manifest(lab: &Lab, node: &str, file: &str, text: &str) -> anyhow::Result<()> {
     let dir = lab.node_dir(node);
     let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, dir.join(file))?;
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(file))
+        .with_context(|| format!("renaming {} into place", tmp.display()))?;
     Ok(())
 }
 
@@ -24,7 +27,7 @@ pub fn read_manifest(lab: &Lab, node: &str, file: &str) -> anyhow::Result<String
 /// Deletes `<node_dir>/<file>`.
 pub fn remove_manifest(lab: &Lab, node: &str, file: &str) -> anyhow::Result<()> {
     let path = lab.node_dir(node).join(file);
-    std::fs::remove_file(&path).map_err(|e| anyhow::anyhow!("removing {}: {e}", path.display()))
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
 }
 
 /// A `BGPPeer` manifest.
@@ -37,20 +40,42 @@ pub fn bgp_peer(name: &str, peer_ip: &str, as_number: u32, extra_spec: &str) -> 
 
 /// Waits until petrel's peer at `address` is Established and returns it.
 pub fn wait_petrel_established(lab: &Lab, node: &str, address: &str) -> anyhow::Result<PetrelPeer> {
+    wait_petrel_established_within(lab, node, address, UP)
+}
+
+/// [`wait_petrel_established`] with another timeout than [`UP`].
+pub fn wait_petrel_established_within(
+    lab: &Lab,
+    node: &str,
+    address: &str,
+    timeout: Duration,
+) -> anyhow::Result<PetrelPeer> {
     wait_for(
-        UP,
-        &format!("petrel's peer {address} to be Established"),
+        timeout,
+        &format!("{node}'s peer {address} to be Established"),
         || {
             let p = lab.petrel_peer(node, address)?;
-            anyhow::ensure!(
-                p.state == "Established",
-                "state {} (last_error {:?}, connection_attempts {})",
-                p.state,
-                p.last_error,
-                p.connection_attempts
-            );
+            anyhow::ensure!(p.state == "Established", "{}", peer_line(&p));
             Ok(p)
         },
+    )
+}
+
+/// One-line summary of a peer for messages.
+pub fn peer_line(p: &PetrelPeer) -> String {
+    format!(
+        "{} {} {} passive={} attempts={} transitions={} uptime={:?} rx={} acc={} adv={} err={:?}",
+        p.name,
+        p.address,
+        p.state,
+        p.passive,
+        p.connection_attempts,
+        p.established_transitions,
+        p.uptime_seconds,
+        p.prefixes_received,
+        p.prefixes_accepted,
+        p.prefixes_advertised,
+        p.last_error
     )
 }
 

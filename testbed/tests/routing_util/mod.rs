@@ -1,46 +1,23 @@
-//! Helpers for the routing scenarios (`tests/routing.rs`): deploying the
-//! topologies, editing every agent's live manifests, reading petrel's RIB
-//! and the kernel's routes, and dumping every node's state on failure.
-//!
-//! Built on [`Lab::exec`] and friends only; nothing here needs changes in the
-//! testbed library.
+//! Helpers for the routing scenarios (`tests/routing.rs`): running a
+//! scenario with every node's state dumped on failure, Node manifests,
+//! petrel's RIB and the kernel's routes. Deploying, editing manifests and
+//! waiting for sessions come from `tests/common`; kernel routes are parsed by
+//! [`petrel_testbed::kernel`].
 #![allow(dead_code)]
 
-use anyhow::Context;
 use petrel_testbed::status::same_addr;
-use petrel_testbed::{Kind, Lab, PetrelPeer, PetrelRoute, is_root, wait_for};
-use serde_json::Value;
-use std::path::PathBuf;
+use petrel_testbed::{KernelRoute, Kind, Lab, PetrelRoute, wait_for};
 use std::time::{Duration, Instant};
 
-/// How long sessions get to come up in a freshly deployed lab.
+pub use crate::common::petrel::{
+    bgp_peer, peer_line, remove_manifest, wait_petrel_established_within, write_manifest,
+};
+pub use crate::common::{PROPAGATE, deploy, wait_established_within};
+
+/// How long sessions get to come up in a freshly deployed lab; longer than
+/// `common::UP` (30 s): these labs start up to four agents and a daemon at
+/// once.
 pub const UP: Duration = Duration::from_secs(40);
-/// How long a route or configuration change gets to propagate.
-pub const PROPAGATE: Duration = Duration::from_secs(20);
-
-/// `rtm_protocol` of petrel's kernel routes, as `ip -j` prints it: the name
-/// when `/etc/iproute2/rt_protos.d/petrel.conf` exists, else the number.
-const PETREL_PROTO: [&str; 2] = ["petrel", "200"];
-
-/// Path of `testbed/topologies/<name>/topology.clab.yaml`.
-pub fn topology(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("topologies")
-        .join(name)
-        .join("topology.clab.yaml")
-}
-
-/// Deploys `testbed/topologies/<name>`; panics when not root or on failure.
-pub fn deploy(name: &str) -> Lab {
-    assert!(
-        is_root(),
-        "the routing tests create network namespaces and must run as root"
-    );
-    match Lab::deploy(&topology(name)) {
-        Ok(lab) => lab,
-        Err(e) => panic!("deploying {name}: {e:#}"),
-    }
-}
 
 /// Runs a scenario; on failure panics with the error, the state of every node
 /// (sessions, RIBs, kernel routes) and every daemon's log.
@@ -95,22 +72,6 @@ pub fn dump_state(lab: &Lab) -> String {
     out
 }
 
-/// Writes `text` to `<node_dir>/<file>` atomically (temp file + rename).
-pub fn write_manifest(lab: &Lab, node: &str, file: &str, text: &str) -> anyhow::Result<()> {
-    let dir = lab.node_dir(node);
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(file))
-        .with_context(|| format!("renaming {} into place", tmp.display()))?;
-    Ok(())
-}
-
-/// Deletes `<node_dir>/<file>`.
-pub fn remove_manifest(lab: &Lab, node: &str, file: &str) -> anyhow::Result<()> {
-    let path = lab.node_dir(node).join(file);
-    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
-}
-
 /// A core `v1` Node with an IPv4 address, AS from the BGPConfiguration, and
 /// pod CIDRs.
 pub fn node_manifest(name: &str, ipv4: &str, pod_cidrs: &[&str]) -> String {
@@ -122,60 +83,6 @@ pub fn node_manifest(name: &str, ipv4: &str, pod_cidrs: &[&str]) -> String {
         s.push_str(&format!("    - {c}\n"));
     }
     s
-}
-
-/// petrel's peer at `address` on `node`.
-pub fn peer(lab: &Lab, node: &str, address: &str) -> anyhow::Result<PetrelPeer> {
-    lab.petrel_peer(node, address)
-}
-
-/// One-line summary of a peer for messages.
-pub fn peer_line(p: &PetrelPeer) -> String {
-    format!(
-        "{} {} {} passive={} attempts={} transitions={} uptime={:?} rx={} acc={} adv={} err={:?}",
-        p.name,
-        p.address,
-        p.state,
-        p.passive,
-        p.connection_attempts,
-        p.established_transitions,
-        p.uptime_seconds,
-        p.prefixes_received,
-        p.prefixes_accepted,
-        p.prefixes_advertised,
-        p.last_error
-    )
-}
-
-/// Waits until petrel's peer at `address` on `node` is Established.
-pub fn wait_established(lab: &Lab, node: &str, address: &str) -> anyhow::Result<PetrelPeer> {
-    wait_for(
-        UP,
-        &format!("{node}'s peer {address} to be Established"),
-        || {
-            let p = peer(lab, node, address)?;
-            anyhow::ensure!(p.state == "Established", "{}", peer_line(&p));
-            Ok(p)
-        },
-    )
-}
-
-/// Waits until a daemon node's session with `address` is Established.
-pub fn wait_daemon_established(lab: &Lab, node: &str, address: &str) -> anyhow::Result<()> {
-    wait_for(
-        UP,
-        &format!("{node}'s session with {address} to be Established"),
-        || {
-            let s = lab.session(node, address)?;
-            anyhow::ensure!(
-                s.is_established(),
-                "state {} (last error {:?})",
-                s.state,
-                s.last_error
-            );
-            Ok(())
-        },
-    )
 }
 
 /// Every path for `prefix` in petrel's RIB on `node`.
@@ -223,61 +130,6 @@ pub fn wait_best_via(
     )
 }
 
-/// A route of the kernel's main table (`ip -j route show`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KernelRoute {
-    pub dst: String,
-    /// "unicast" when `ip` prints no type.
-    pub kind: String,
-    pub protocol: String,
-    /// Gateways: the single one, or each of `nexthops`.
-    pub gateways: Vec<String>,
-    /// Whether the route has a `nexthops` array (multipath).
-    pub multipath: bool,
-}
-
-impl KernelRoute {
-    pub fn is_petrel(&self) -> bool {
-        PETREL_PROTO.contains(&self.protocol.as_str())
-    }
-}
-
-fn json_str(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Parses `ip -j route show` output.
-pub fn parse_kernel_routes(json: &str) -> anyhow::Result<Vec<KernelRoute>> {
-    let v: Value =
-        serde_json::from_str(json).with_context(|| format!("parsing `ip -j route`: {json}"))?;
-    let mut out = Vec::new();
-    for r in v.as_array().into_iter().flatten() {
-        let nexthops = r.get("nexthops").and_then(Value::as_array);
-        let gateways = match nexthops {
-            Some(hops) => hops.iter().filter_map(|h| json_str(h, "gateway")).collect(),
-            None => json_str(r, "gateway").into_iter().collect(),
-        };
-        out.push(KernelRoute {
-            dst: json_str(r, "dst").unwrap_or_default(),
-            kind: json_str(r, "type").unwrap_or_else(|| "unicast".into()),
-            protocol: json_str(r, "protocol").unwrap_or_default(),
-            gateways,
-            multipath: nexthops.is_some(),
-        });
-    }
-    Ok(out)
-}
-
-/// The kernel's main-table routes for exactly `prefix` on `node`.
-pub fn kernel_routes(lab: &Lab, node: &str, prefix: &str) -> anyhow::Result<Vec<KernelRoute>> {
-    let json = lab.exec(node, &format!("ip -j route show table main exact {prefix}"))?;
-    parse_kernel_routes(&json)
-}
-
 /// Waits until `node`'s kernel has exactly one route for `prefix`, installed
 /// by petrel, satisfying `ok`; returns it.
 pub fn wait_kernel_route(
@@ -291,7 +143,7 @@ pub fn wait_kernel_route(
         PROPAGATE,
         &format!("{node}'s kernel route {prefix}: {what}"),
         || {
-            let routes = kernel_routes(lab, node, prefix)?;
+            let routes = lab.kernel_routes_for(node, prefix)?;
             anyhow::ensure!(
                 routes.len() == 1 && routes[0].is_petrel() && ok(&routes[0]),
                 "kernel has {routes:?}"
@@ -309,7 +161,23 @@ pub fn wait_kernel_via(
     gateway: &str,
 ) -> anyhow::Result<KernelRoute> {
     wait_kernel_route(lab, node, prefix, &format!("via {gateway}"), |r| {
-        r.kind == "unicast" && r.gateways.len() == 1 && same_addr(&r.gateways[0], gateway)
+        r.kind == "unicast" && matches!(r.gateways()[..], [g] if same_addr(g, gateway))
+    })
+}
+
+/// Waits for one petrel kernel route for `prefix` with exactly the next hops
+/// `gateways` (any order) in one `RTA_MULTIPATH` route.
+pub fn wait_kernel_multipath(
+    lab: &Lab,
+    node: &str,
+    prefix: &str,
+    gateways: &[&str],
+) -> anyhow::Result<KernelRoute> {
+    let mut want = gateways.to_vec();
+    want.sort_unstable();
+    let what = format!("one route with next hops {}", want.join(" and "));
+    wait_kernel_route(lab, node, prefix, &what, |r| {
+        r.multipath && r.gateways() == want
     })
 }
 
@@ -333,29 +201,4 @@ pub fn bgp_connections(lab: &Lab, node: &str, peer: &str) -> anyhow::Result<Vec<
             (cols.len() >= 4).then(|| (cols[2].to_string(), cols[3].to_string()))
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_ip_route_json() {
-        let routes = parse_kernel_routes(
-            r#"[{"type":"blackhole","dst":"10.244.1.0/24","protocol":"petrel","flags":[]},
-            {"dst":"10.244.2.0/24","gateway":"10.0.0.2","dev":"eth1","protocol":"200","flags":[]},
-            {"dst":"198.51.100.0/24","protocol":"petrel","flags":[],"nexthops":[
-              {"gateway":"10.0.1.2","dev":"eth1","weight":1,"flags":[]},
-              {"gateway":"10.0.2.2","dev":"eth2","weight":1,"flags":[]}]},
-            {"dst":"10.0.0.0/24","dev":"eth1","protocol":"kernel","scope":"link"}]"#,
-        )
-        .unwrap();
-        assert_eq!(routes[0].kind, "blackhole");
-        assert!(routes[0].is_petrel() && routes[1].is_petrel());
-        assert_eq!(routes[1].gateways, vec!["10.0.0.2"]);
-        assert!(!routes[1].multipath);
-        assert_eq!(routes[2].gateways, vec!["10.0.1.2", "10.0.2.2"]);
-        assert!(routes[2].multipath);
-        assert!(!routes[3].is_petrel());
-    }
 }
