@@ -391,20 +391,12 @@ fn daemon_notification(lab: &Lab, d: Daemon) -> anyhow::Result<()> {
 
 fn petrel_notification(lab: &Lab, d: Daemon) -> anyhow::Result<()> {
     remove_manifest(lab, PETREL, "bgppeer-v6.yaml")?;
-    let s = wait_not_established(lab, d.node(), PETREL_V6)?;
-    let err = s
-        .last_error
-        .clone()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    anyhow::ensure!(
-        ["de-configured", "deconfigured", "unconfigured"]
-            .iter()
-            .any(|n| err.contains(n)),
-        "{} should report Cease/Peer De-configured for {PETREL_V6}, seen {:?}",
+    wait_session_error(
+        lab,
         d.node(),
-        s.last_error
-    );
+        PETREL_V6,
+        &["de-configured", "deconfigured", "unconfigured"],
+    )?;
     wait_petrel_peer_gone(lab, PETREL, DAEMON_V6)?;
     wait_no_route(lab, PETREL, DAEMON_PREFIXES_V6[0])?;
     Ok(())

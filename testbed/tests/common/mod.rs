@@ -151,3 +151,39 @@ pub fn check_route(
     );
     Ok(())
 }
+
+/// Waits until `node`'s session with `peer` is down and its last error
+/// contains one of `needles` (case-insensitive). Daemons may report the
+/// session down a moment before they show the reason (GoBGP's neighbor JSON
+/// does), so the reason itself is polled.
+pub fn wait_session_error(
+    lab: &Lab,
+    node: &str,
+    peer: &str,
+    needles: &[&str],
+) -> anyhow::Result<petrel_testbed::Session> {
+    wait_for(
+        PROPAGATE,
+        &format!(
+            "{node}'s session with {peer} to be down with a last error containing one of {needles:?}"
+        ),
+        || {
+            let s = lab.session(node, peer)?;
+            let err = s
+                .last_error
+                .clone()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            anyhow::ensure!(
+                !s.is_established()
+                    && needles
+                        .iter()
+                        .any(|n| err.contains(&n.to_ascii_lowercase())),
+                "state {}, last error {:?}",
+                s.state,
+                s.last_error
+            );
+            Ok(s)
+        },
+    )
+}
