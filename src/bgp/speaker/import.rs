@@ -145,7 +145,6 @@ impl Speaker {
         if update.announced.is_empty() {
             return;
         }
-        entry.received += update.announced.len() as u64;
         for nlri in &update.announced {
             let key = (nlri.prefix, nlri.path_id.unwrap_or(0));
             entry.refresh_stale.remove(&key);

@@ -47,8 +47,6 @@ pub struct PeerEntry {
     pub stats: Arc<SessionStats>,
     /// Adj-RIB-Out: what this peer has been sent.
     pub adj_out: HashMap<IpNet, Arc<PathAttributes>>,
-    /// NLRI received (announcements, before policy) since the session came up.
-    pub received: u64,
     /// Announcements rejected on import (loops, policy).
     pub rejected: u64,
     pub eor_received: BTreeSet<Family>,
@@ -286,7 +284,6 @@ impl Speaker {
                 stop_reason: None,
                 stats,
                 adj_out: HashMap::new(),
-                received: 0,
                 rejected: 0,
                 eor_received: BTreeSet::new(),
                 adj_in_pre: HashMap::new(),
@@ -396,7 +393,6 @@ impl Speaker {
                 e.last_error.clear();
                 e.stop_reason = None;
                 e.adj_out.clear();
-                e.received = 0;
                 e.rejected = 0;
                 e.eor_received.clear();
                 self.export_full(&origin);

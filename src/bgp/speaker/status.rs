@@ -60,7 +60,7 @@ impl Speaker {
                         .unwrap_or_default(),
                     hold_time: neg.map(|n| u32::from(n.hold_time)).unwrap_or(0),
                     uptime_seconds: e.established_at.map(|t| t.elapsed().as_secs()).unwrap_or(0),
-                    prefixes_received: e.received,
+                    prefixes_received: e.adj_in_pre.len() as u64,
                     prefixes_accepted: self.rib.adj_in_total(e.id) as u64,
                     prefixes_advertised: e.adj_out.len() as u64,
                     last_error: e.last_error.clone(),
