@@ -5,10 +5,15 @@
 //! datastore::watch_dir ──NodeConfig──► bgp::speaker ──FibChanges──► dataplane
 //!                                          ▲   │
 //!                      api (Unix socket) ──┘   └──► session drivers ◄──► peers
+//!
+//! metrics (HTTP: /metrics, /healthz, /readyz) reads the speaker, the
+//! dataplane and the watcher's output at each request.
 //! ```
 
 use crate::bgp::speaker::{FibMsg, Speaker};
 use crate::dataplane::DataplaneConfig;
+use crate::metrics::MetricsListen;
+use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +46,8 @@ pub struct AgentOptions {
     pub datastore: DatastoreSpec,
     pub api_socket: PathBuf,
     pub dataplane: DataplaneConfig,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_listen: MetricsListen,
 }
 
 /// Run the agent until SIGINT or SIGTERM.
@@ -50,13 +57,31 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         anyhow::bail!("datastore directory {} does not exist", dir.display());
     }
     info!(node = %opts.node_name, datastore = %dir.display(), "petrel agent starting");
+    // Bind first: a taken port is a start-up error, not a silent gap.
+    let metrics_listener = match opts.metrics_listen {
+        MetricsListen::Off => None,
+        MetricsListen::Addr(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+        ),
+    };
     let shutdown = CancellationToken::new();
     let (config, watcher) =
         crate::datastore::watch_dir(dir.clone(), opts.node_name.clone(), Duration::from_secs(1));
     let (dataplane, dataplane_task) = crate::dataplane::start(opts.dataplane.clone()).await?;
     let (fib_tx, fib_rx) = tokio::sync::mpsc::unbounded_channel();
     let fib_task = tokio::spawn(forward_fib(fib_rx, dataplane.clone()));
-    let (speaker, speaker_task) = Speaker::spawn(config, Some(fib_tx), shutdown.clone());
+    let (speaker, speaker_task) = Speaker::spawn(config.clone(), Some(fib_tx), shutdown.clone());
+    let metrics = metrics_listener.map(|listener| {
+        info!(listen = %opts.metrics_listen, "serving /metrics, /healthz and /readyz");
+        let sources = crate::metrics::Sources {
+            speaker: speaker.clone(),
+            dataplane: Some(dataplane.clone()),
+            config,
+        };
+        tokio::spawn(crate::metrics::serve(listener, sources, shutdown.clone()))
+    });
     let api = tokio::spawn(crate::api::serve(
         opts.api_socket.clone(),
         speaker,
@@ -72,6 +97,11 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), fib_task).await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), api).await {
         error!(error = %e, "management API failed");
+    }
+    if let Some(metrics) = metrics
+        && let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), metrics).await
+    {
+        error!(error = %e, "metrics endpoint failed");
     }
     // Without graceful restart, our routes leave the kernel with us.
     info!("removing petrel's kernel routes");

@@ -15,5 +15,6 @@ pub mod cli;
 pub mod dataplane;
 pub mod datastore;
 pub mod k8s;
+pub mod metrics;
 #[allow(unsafe_code)] // the one documented socket-options module
 pub mod sockopt;

@@ -55,14 +55,32 @@ enum Command {
         /// peers never all send End-of-RIB.
         #[arg(long, default_value = "120", value_name = "SECONDS")]
         stale_timeout: u64,
+        /// Address of the Prometheus /metrics, /healthz and /readyz endpoints,
+        /// or "off".
+        #[arg(
+            long,
+            env = "PETREL_METRICS_LISTEN",
+            default_value = petrel::metrics::DEFAULT_LISTEN,
+            value_name = "ADDR:PORT|off"
+        )]
+        metrics_listen: petrel::metrics::MetricsListen,
     },
+    /// Summarize a running agent: sessions per state, peers, dataplane.
+    Status,
     /// Show the BGP sessions of a running agent.
     Peers {
+        /// Only the peer with this address (or configuration name, e.g. bgppeer/tor1).
+        #[arg(value_name = "ADDR")]
+        peer: Option<String>,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
     /// Show the routes in a running agent's RIB.
     Routes {
+        /// Only routes for this prefix or address: the exact prefix and the
+        /// prefixes covering it.
+        #[arg(value_name = "PREFIX", value_parser = petrel::cli::parse_prefix)]
+        prefix: Option<ipnet::IpNet>,
         /// Only this family: ipv4 or ipv6.
         #[arg(long)]
         family: Option<String>,
@@ -77,6 +95,41 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Convert Calico projectcalico.org/v3 BGPPeer, BGPConfiguration and
+    /// BGPFilter manifests to petrel.dev/v1 (YAML on stdout, one warning per
+    /// unsupported field on stderr).
+    ConvertCalico {
+        /// Manifest files (multi-document YAML); `-` reads standard input.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `petrel convert-calico`: reads every file first, so an unreadable one
+/// fails before anything is printed.
+fn convert_calico(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut inputs = Vec::with_capacity(files.len());
+    for f in files {
+        let name = f.display().to_string();
+        let content = if name == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(f)
+        }
+        .map_err(|e| anyhow::anyhow!("cannot read {name}: {e}"))?;
+        inputs.push((name, content));
+    }
+    let c = petrel::cli::convert::convert_calico(&inputs)?;
+    for w in &c.warnings {
+        eprintln!("warning: {w}");
+    }
+    print!("{}", c.yaml);
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -113,6 +166,7 @@ fn main() -> ExitCode {
                 route_table,
                 route_protocol,
                 stale_timeout,
+                metrics_listen,
             } => {
                 init_logging(cli.log_format);
                 let dataplane = petrel::dataplane::DataplaneConfig {
@@ -126,19 +180,36 @@ fn main() -> ExitCode {
                     datastore,
                     api_socket: cli.api_socket,
                     dataplane,
+                    metrics_listen,
                 })
                 .await
             }
-            Command::Peers { output } => Ok(petrel::cli::peers(&cli.api_socket, output).await?),
-            Command::Routes { family, output } => {
-                Ok(petrel::cli::routes(&cli.api_socket, family, output).await?)
+            Command::Status => {
+                let node = std::env::var("NODE_NAME").ok();
+                Ok(petrel::cli::status(&cli.api_socket, node.as_deref()).await?)
             }
+            Command::Peers { peer, output } => {
+                Ok(petrel::cli::peers(&cli.api_socket, peer, output).await?)
+            }
+            Command::Routes {
+                prefix,
+                family,
+                output,
+            } => Ok(petrel::cli::routes(&cli.api_socket, family, prefix, output).await?),
             Command::Dataplane { output } => {
                 Ok(petrel::cli::dataplane(&cli.api_socket, output).await?)
             }
             Command::Crds => {
                 print!("{}", petrel::k8s::crd_manifests());
                 Ok(())
+            }
+            Command::ConvertCalico { files } => convert_calico(&files),
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut cmd, "petrel", &mut script);
+                std::io::Write::write_all(&mut std::io::stdout(), &script)
+                    .map_err(|e| anyhow::anyhow!("cannot write the completion script: {e}"))
             }
         }
     });

@@ -1,24 +1,107 @@
-//! The `petrel peers` and `petrel routes` commands: thin clients of the
-//! management API that print a table or JSON.
+//! The command-line client: `petrel peers`, `routes`, `dataplane` and
+//! `status` are thin clients of the management API that print a table, JSON
+//! or YAML; `petrel convert-calico` translates Calico manifests ([`convert`]).
+//! Related RFCs: RFC 4271 §8 (the session states shown).
+
+pub mod convert;
+mod status;
+
+pub use status::{status, status_text};
 
 use crate::api::{self, ApiError, pb};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use std::path::Path;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 /// Output format of the CLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Table,
     Json,
+    Yaml,
 }
 
-fn table(header: &[&str]) -> Table {
+/// Errors of the CLI commands.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The agent's socket cannot be reached: one line, the root cause only.
+    #[error(
+        "cannot connect to the agent at {path}: {reason} (is `petrel agent` running with this --api-socket?)"
+    )]
+    Unreachable { path: PathBuf, reason: String },
+    #[error("no peer with address or name {0:?}")]
+    NoPeer(String),
+    #[error("no route for {0}")]
+    NoRoute(IpNet),
+    #[error("cannot encode {format}: {reason}")]
+    Encode {
+        format: &'static str,
+        reason: String,
+    },
+}
+
+/// Connects to the agent, turning a connection failure into
+/// [`CliError::Unreachable`] with the innermost cause (e.g. "No such file or
+/// directory") rather than tonic's chain of "transport error"s.
+pub(crate) async fn connect(
+    socket: &Path,
+) -> Result<pb::agent_client::AgentClient<tonic::transport::Channel>, CliError> {
+    api::connect(socket).await.map_err(|e| match e {
+        ApiError::Connect { path, source } => {
+            let mut cause: &dyn std::error::Error = &source;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            CliError::Unreachable {
+                path,
+                reason: cause.to_string(),
+            }
+        }
+        other => CliError::Api(other),
+    })
+}
+
+/// Parses a route query: a prefix (`10.0.0.0/8`) or an address (a host prefix).
+pub fn parse_prefix(s: &str) -> Result<IpNet, String> {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    s.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is neither a prefix (10.0.0.0/8) nor an address"))
+}
+
+/// Peers whose address (compared as an IP address) or name is `query`.
+pub fn filter_peers(peers: Vec<pb::Peer>, query: &str) -> Vec<pb::Peer> {
+    let ip = query.parse::<IpAddr>().ok();
+    peers
+        .into_iter()
+        .filter(|p| match ip {
+            Some(ip) => p.address.parse::<IpAddr>().ok() == Some(ip),
+            None => p.name == query,
+        })
+        .collect()
+}
+
+/// Routes for `query`: the prefix itself and the prefixes covering it, as in
+/// `birdc show route for` (all paths of each, best first as listed).
+pub fn filter_routes(routes: Vec<pb::Route>, query: &IpNet) -> Vec<pb::Route> {
+    routes
+        .into_iter()
+        .filter(|r| r.prefix.parse::<IpNet>().is_ok_and(|p| p.contains(query)))
+        .collect()
+}
+
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY).set_header(header.to_vec());
     t
 }
 
-fn uptime(state: &str, secs: u64) -> String {
+pub(crate) fn uptime(state: &str, secs: u64) -> String {
     if state != "Established" {
         return "-".into();
     }
@@ -101,39 +184,69 @@ pub fn routes_table(routes: &[pb::Route]) -> String {
     t.to_string()
 }
 
-fn print<T: serde::Serialize>(items: &[T], out: Output, table: impl Fn(&[T]) -> String) {
+/// Renders `value` as JSON or YAML, or with `text` for tables.
+pub fn render<T: serde::Serialize>(
+    value: &T,
+    out: Output,
+    text: impl FnOnce(&T) -> String,
+) -> Result<String, CliError> {
     match out {
-        Output::Json => match serde_json::to_string_pretty(items) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("cannot encode JSON: {e}"),
-        },
-        Output::Table => println!("{}", table(items)),
+        Output::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| CliError::Encode {
+                format: "JSON",
+                reason: e.to_string(),
+            }),
+        Output::Yaml => serde_saphyr::to_string(value).map_err(|e| CliError::Encode {
+            format: "YAML",
+            reason: e.to_string(),
+        }),
+        Output::Table => Ok(text(value)),
     }
 }
 
-/// `petrel peers`
-pub async fn peers(socket: &Path, out: Output) -> Result<(), ApiError> {
-    let mut c = api::connect(socket).await?;
-    let peers = c
+/// `petrel peers [ADDR]`
+pub async fn peers(socket: &Path, query: Option<String>, out: Output) -> Result<(), CliError> {
+    let mut c = connect(socket).await?;
+    let mut peers = c
         .list_peers(pb::ListPeersRequest {})
-        .await?
+        .await
+        .map_err(ApiError::from)?
         .into_inner()
         .peers;
-    print(&peers, out, peers_table);
+    if let Some(q) = query {
+        peers = filter_peers(peers, &q);
+        if peers.is_empty() {
+            return Err(CliError::NoPeer(q));
+        }
+    }
+    print!("{}", render(&peers, out, |p| peers_table(p) + "\n")?);
     Ok(())
 }
 
-/// `petrel routes`
-pub async fn routes(socket: &Path, family: Option<String>, out: Output) -> Result<(), ApiError> {
-    let mut c = api::connect(socket).await?;
-    let routes = c
+/// `petrel routes [PREFIX]`
+pub async fn routes(
+    socket: &Path,
+    family: Option<String>,
+    query: Option<IpNet>,
+    out: Output,
+) -> Result<(), CliError> {
+    let mut c = connect(socket).await?;
+    let mut routes = c
         .list_routes(pb::ListRoutesRequest {
             family: family.unwrap_or_default(),
         })
-        .await?
+        .await
+        .map_err(ApiError::from)?
         .into_inner()
         .routes;
-    print(&routes, out, routes_table);
+    if let Some(q) = query {
+        routes = filter_routes(routes, &q);
+        if routes.is_empty() {
+            return Err(CliError::NoRoute(q));
+        }
+    }
+    print!("{}", render(&routes, out, |r| routes_table(r) + "\n")?);
     Ok(())
 }
 
@@ -175,18 +288,16 @@ pub fn dataplane_text(d: &pb::Dataplane) -> String {
 }
 
 /// `petrel dataplane`
-pub async fn dataplane(socket: &Path, out: Output) -> Result<(), ApiError> {
-    let mut c = api::connect(socket).await?;
+pub async fn dataplane(socket: &Path, out: Output) -> Result<(), CliError> {
+    let mut c = connect(socket).await?;
     let d = c
         .get_dataplane(pb::GetDataplaneRequest {})
-        .await?
+        .await
+        .map_err(ApiError::from)?
         .into_inner();
-    match out {
-        Output::Json => match serde_json::to_string_pretty(&d) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("cannot encode JSON: {e}"),
-        },
-        Output::Table => print!("{}", dataplane_text(&d)),
-    }
+    print!("{}", render(&d, out, dataplane_text)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

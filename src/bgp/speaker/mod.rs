@@ -98,6 +98,10 @@ pub struct SpeakerHandle {
 }
 
 impl SpeakerHandle {
+    /// Whether the speaker task is still running (its inbox is open).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
     pub async fn peers(&self) -> Vec<pb::Peer> {
         let (tx, rx) = oneshot::channel();
         if self
