@@ -24,6 +24,10 @@ struct Cli {
     /// Log format of the agent.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Log filter of the agent: a level (error, warn, info, debug, trace) or
+    /// a tracing filter such as `info,petrel::bgp=debug`. Overrides RUST_LOG.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -132,9 +136,13 @@ fn convert_calico(files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::try_new(l)
+            .map_err(|e| format!("invalid --log-level {l:?}: {e}"))?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -144,6 +152,7 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -168,7 +177,8 @@ fn main() -> ExitCode {
                 stale_timeout,
                 metrics_listen,
             } => {
-                init_logging(cli.log_format);
+                init_logging(cli.log_format, cli.log_level.as_deref())
+                    .map_err(anyhow::Error::msg)?;
                 let dataplane = petrel::dataplane::DataplaneConfig {
                     table: route_table,
                     protocol: route_protocol,

@@ -132,6 +132,17 @@ pub async fn serve(
         path: path.clone(),
         source,
     })?;
+    // The API shows the whole routing state: only root (the agent's user)
+    // may connect.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| ApiError::Bind {
+                path: path.clone(),
+                source,
+            },
+        )?;
+    }
     tracing::info!(socket = %path.display(), "management API listening");
     let result = tonic::transport::Server::builder()
         .add_service(pb::agent_server::AgentServer::new(Service {

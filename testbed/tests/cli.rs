@@ -77,6 +77,20 @@ fn cli_against_bird() -> anyhow::Result<()> {
         format!("{err:#}").contains("no route for 192.0.2.0/24"),
         "{err:#}"
     );
+
+    // The API socket is for root only.
+    let socket = lab
+        .node_dir(PETREL)
+        .parent()
+        .map(|d| d.join("petrel.sock"))
+        .ok_or_else(|| anyhow::anyhow!("no runtime dir"))?;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket)?.permissions());
+    anyhow::ensure!(
+        mode & 0o777 == 0o600,
+        "{} has mode {:o}",
+        socket.display(),
+        mode & 0o777
+    );
     Ok(())
 }
 
