@@ -4,8 +4,9 @@
 //! RFC 8654), arms the timers the sans-IO FSM asks for, and relays what the
 //! FSM decides to the speaker. It makes no protocol decisions itself.
 
-use crate::bgp::fsm::{Action, ConnId, Event, Fsm, SessionConfig, State, Timer};
+use crate::bgp::fsm::{Action, ConnId, Event, Fsm, SessionConfig, State, Timer, cease};
 use crate::bgp::speaker::{SessionCmd, SessionEvent, SpeakerMsg};
+use crate::bgp::wire::notification::{CEASE_OTHER_CONFIG_CHANGE, CEASE_PEER_DECONFIGURED};
 use crate::bgp::wire::{self, FrameCodec, FrameError, Message, WireContext};
 use crate::datastore::resolved::PeerConfig;
 use bytes::Bytes;
@@ -128,7 +129,7 @@ impl Driver {
                 cmd = cmds.recv() => match cmd {
                     Some(cmd) => self.command(cmd).await,
                     None => {
-                        self.stop(crate::bgp::wire::notification::CEASE_PEER_DECONFIGURED, vec![]).await;
+                        self.stop(cease(CEASE_PEER_DECONFIGURED, None)).await;
                         self.exit = true;
                     }
                 },
@@ -157,13 +158,8 @@ impl Driver {
         }
     }
 
-    async fn stop(&mut self, subcode: u8, data: Vec<u8>) {
-        let communication = crate::bgp::wire::notification::parse_shutdown(&data);
-        self.event(Event::Stop {
-            subcode,
-            communication,
-        })
-        .await;
+    async fn stop(&mut self, notification: crate::bgp::wire::Notification) {
+        self.event(Event::Stop(notification)).await;
     }
 
     async fn command(&mut self, cmd: SessionCmd) {
@@ -185,11 +181,10 @@ impl Driver {
                 }
             }
             SessionCmd::Stop {
-                subcode,
-                data,
+                notification,
                 restart,
             } => {
-                self.stop(subcode, data).await;
+                self.stop(notification).await;
                 if restart {
                     self.restart_at = Some(Instant::now() + RESTART_DELAY);
                 } else {
@@ -201,11 +196,7 @@ impl Driver {
                     // The FSM refuses changes that need a reset while running:
                     // stop with Cease/Other Configuration Change, apply, restart.
                     info!("configuration change needs a session reset");
-                    self.stop(
-                        crate::bgp::wire::notification::CEASE_OTHER_CONFIG_CHANGE,
-                        vec![],
-                    )
-                    .await;
+                    self.stop(cease(CEASE_OTHER_CONFIG_CHANGE, None)).await;
                     self.fsm.update_config(*c);
                     self.event(Event::Start).await;
                 }

@@ -174,10 +174,7 @@ impl Fsm {
         let mut out = Out::default();
         match event {
             Event::Start => self.on_start(&mut out),
-            Event::Stop {
-                subcode,
-                communication,
-            } => self.on_stop(&mut out, subcode, communication.as_deref()),
+            Event::Stop(n) => self.on_stop(&mut out, n),
             Event::TimerExpired(t) => self.on_timer(&mut out, t),
             Event::TcpConnected(ConnId::Outbound) => self.on_outbound_connected(&mut out),
             Event::TcpConnected(ConnId::Inbound) => self.on_inbound_connected(&mut out),
@@ -440,12 +437,11 @@ impl Fsm {
         self.begin(out);
     }
 
-    fn on_stop(&mut self, out: &mut Out, subcode: u8, communication: Option<&str>) {
+    fn on_stop(&mut self, out: &mut Out, n: Notification) {
         if self.phase == Phase::Stopped {
             return;
         }
         let had_conn = self.conn_count() > 0;
-        let n = notify::cease(subcode, communication);
         for id in [ConnId::Outbound, ConnId::Inbound] {
             self.drop_conn(out, id, Some(n.clone()));
         }

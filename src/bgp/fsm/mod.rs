@@ -124,7 +124,7 @@ mod tests;
 
 pub use config::{ConfigError, SessionConfig};
 pub use machine::Fsm;
-pub use notify::{describe_notification, notification_name, shutdown_communication};
+pub use notify::{cease, describe_notification, notification_name, shutdown_communication};
 
 use crate::bgp::wire::{Family, GracefulRestartCap, Message, Notification, Open};
 use std::fmt;
@@ -235,16 +235,13 @@ pub enum Event {
     /// ManualStart / AutomaticStart (passive when `config.passive`). Ignored
     /// unless the session is stopped (initially, or after [`Event::Stop`]).
     Start,
-    /// Stop the session: every open connection gets NOTIFICATION Cease with
-    /// this subcode (2 Administrative Shutdown, 3 Peer De-configured,
-    /// 4 Administrative Reset, 6 Other Configuration Change, ...). For
-    /// subcodes 2 and 4 `communication` is sent as an RFC 9003 shutdown
-    /// communication (truncated to 255 octets at a character boundary).
-    /// The session stays Idle until the next [`Event::Start`].
-    Stop {
-        subcode: u8,
-        communication: Option<String>,
-    },
+    /// Stop the session: every open connection gets this NOTIFICATION, sent
+    /// as is: normally a Cease (2 Administrative Shutdown or 4 Reset with an
+    /// RFC 9003 communication, 3 Peer De-configured, 6 Other Configuration
+    /// Change, 1 Maximum Number of Prefixes with AFI/SAFI/limit, ...).
+    /// [`cease`] builds the common ones. The session stays Idle until the
+    /// next [`Event::Start`].
+    Stop(Notification),
     /// A timer armed by [`Action::StartTimer`] fired.
     TimerExpired(Timer),
     /// An outbound attempt succeeded, or an inbound connection was accepted.

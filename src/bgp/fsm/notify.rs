@@ -25,9 +25,6 @@ pub(crate) const CEASE_ADMIN_RESET: u8 = 4;
 pub(crate) const CEASE_CONNECTION_REJECTED: u8 = 5;
 pub(crate) const CEASE_COLLISION: u8 = 7;
 
-/// Longest shutdown communication in octets (RFC 9003 §2).
-const MAX_COMMUNICATION: usize = 255;
-
 pub(crate) fn notification(code: u8, subcode: u8, data: Vec<u8>) -> Notification {
     Notification {
         code,
@@ -38,7 +35,7 @@ pub(crate) fn notification(code: u8, subcode: u8, data: Vec<u8>) -> Notification
 
 /// Cease with `subcode`; for Administrative Shutdown and Reset, `text` is
 /// carried as an RFC 9003 shutdown communication (other subcodes carry no data).
-pub(crate) fn cease(subcode: u8, text: Option<&str>) -> Notification {
+pub fn cease(subcode: u8, text: Option<&str>) -> Notification {
     let data = match text {
         Some(t) if matches!(subcode, CEASE_ADMIN_SHUTDOWN | CEASE_ADMIN_RESET) => {
             encode_shutdown_communication(t)
@@ -51,15 +48,7 @@ pub(crate) fn cease(subcode: u8, text: Option<&str>) -> Notification {
 /// RFC 9003 §2: one length octet then UTF-8, at most 255 octets, cut at a
 /// character boundary. An empty text encodes as a single zero octet.
 pub(crate) fn encode_shutdown_communication(text: &str) -> Vec<u8> {
-    let mut end = text.len().min(MAX_COMMUNICATION);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut data = Vec::with_capacity(end + 1);
-    // end <= 255, checked above.
-    data.push(end as u8);
-    data.extend_from_slice(&text.as_bytes()[..end]);
-    data
+    crate::bgp::wire::notification::shutdown_data(text)
 }
 
 /// The RFC 9003 shutdown communication of a Cease/Administrative Shutdown or
@@ -70,6 +59,9 @@ pub fn shutdown_communication(n: &Notification) -> Option<String> {
     if n.code != CEASE || !matches!(n.subcode, CEASE_ADMIN_SHUTDOWN | CEASE_ADMIN_RESET) {
         return None;
     }
+    // Parsed here rather than with `wire::notification::parse_shutdown`,
+    // which replaces control characters: the text is kept raw and escaped
+    // on display.
     let (&len, rest) = n.data.split_first()?;
     let text = rest.get(..usize::from(len))?;
     if text.is_empty() {

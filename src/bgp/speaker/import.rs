@@ -6,7 +6,7 @@
 
 use super::{SessionCmd, Speaker};
 use crate::bgp::policy::{self, Direction, ImportVerdict, PeerType, RouteView};
-use crate::bgp::wire::{AsSegmentKind, Family, Nlri, PathAttributes, Update, notification as n};
+use crate::bgp::wire::{AsSegmentKind, Family, Nlri, PathAttributes, Update};
 use crate::datastore::resolved::{NodeConfig, PeerConfig, PeerOrigin};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -42,14 +42,6 @@ pub fn next_hop(attrs: &PathAttributes, family: Family) -> Option<IpAddr> {
         IpAddr::V6(a) if a.is_unspecified() || a.is_unicast_link_local() => None,
         h => Some(h),
     }
-}
-
-/// RFC 4486 §4 data: AFI (2), SAFI (1), prefix upper bound (4).
-pub fn max_prefix_data(family: Family, limit: u32) -> Vec<u8> {
-    let mut d = family.afi().to_be_bytes().to_vec();
-    d.push(family.safi());
-    d.extend_from_slice(&limit.to_be_bytes());
-    d
 }
 
 /// The cluster node a session belongs to, when the peer is one of ours.
@@ -234,17 +226,11 @@ impl Speaker {
                     family.name()
                 );
                 warn!(peer = %origin, %reason, "sending Cease/Maximum Number of Prefixes Reached");
-                let data = max_prefix_data(*family, limit);
-                let sent = crate::bgp::wire::Notification {
-                    code: n::CEASE,
-                    subcode: n::CEASE_MAX_PREFIXES,
-                    data: data.clone(),
-                };
+                let sent = crate::bgp::wire::Notification::max_prefixes(*family, limit);
                 entry.last_error = reason.clone();
-                entry.stop_reason = Some((reason, sent));
+                entry.stop_reason = Some((reason, sent.clone()));
                 let _ = entry.cmd.send(SessionCmd::Stop {
-                    subcode: n::CEASE_MAX_PREFIXES,
-                    data,
+                    notification: sent,
                     restart: true,
                 });
                 return;
@@ -303,14 +289,6 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(next_hop(&ll, Family::Ipv6Unicast), None);
-    }
-
-    #[test]
-    fn max_prefix_data_is_afi_safi_limit() {
-        assert_eq!(
-            max_prefix_data(Family::Ipv6Unicast, 100),
-            vec![0, 2, 1, 0, 0, 0, 100]
-        );
     }
 
     #[test]

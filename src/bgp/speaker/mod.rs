@@ -40,11 +40,10 @@ pub enum SessionCmd {
     /// Send a message on the established connection as it is (End-of-RIB,
     /// ROUTE-REFRESH demarcation).
     Send(Message),
-    /// Stop the session with a Cease NOTIFICATION of this subcode and data,
-    /// then stay down (`restart == false`) or restart with backoff.
+    /// Stop the session with this NOTIFICATION (sent as is), then stay down
+    /// (`restart == false`) or come back after a delay.
     Stop {
-        subcode: u8,
-        data: Vec<u8>,
+        notification: crate::bgp::wire::Notification,
         restart: bool,
     },
     /// Configuration changed in a way that needs no reset (timers, limits).

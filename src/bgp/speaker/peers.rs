@@ -298,14 +298,10 @@ impl Speaker {
             return;
         };
         info!(peer = %origin, reason = text, "peer removed");
-        let data = if matches!(subcode, n::CEASE_ADMIN_SHUTDOWN | n::CEASE_ADMIN_RESET) {
-            n::shutdown_data(text)
-        } else {
-            vec![]
-        };
+        // The text goes out as an RFC 9003 communication on Administrative
+        // Shutdown and Reset; other subcodes carry no data.
         let _ = entry.cmd.send(SessionCmd::Stop {
-            subcode,
-            data,
+            notification: crate::bgp::fsm::cease(subcode, Some(text)),
             restart: false,
         });
         self.ids.remove(&entry.id);

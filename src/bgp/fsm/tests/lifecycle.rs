@@ -118,10 +118,7 @@ fn tcp_connected_sends_our_open_and_arms_four_minute_hold() {
 #[test]
 fn late_outbound_success_after_abandon_is_closed() {
     let mut f = started(cfg());
-    f.handle(Event::Stop {
-        subcode: 2,
-        communication: None,
-    });
+    f.handle(Event::Stop(cease(2, None)));
     let a = f.handle(Event::TcpConnected(OUT));
     assert_eq!(a, vec![Action::Close(OUT)]);
     assert!(!f.has_conn(OUT));
@@ -163,10 +160,7 @@ fn inbound_during_backoff_is_accepted() {
 #[test]
 fn stop_sends_cease_closes_and_stays_idle() {
     let mut f = established(cfg());
-    let a = f.handle(Event::Stop {
-        subcode: 3,
-        communication: Some("ignored".into()),
-    });
+    let a = f.handle(Event::Stop(cease(3, Some("ignored"))));
     let n = notification_sent(&a, OUT).expect("Cease sent");
     assert_eq!((n.code, n.subcode), (6, 3));
     assert!(
@@ -196,10 +190,7 @@ fn stop_sends_cease_closes_and_stays_idle() {
 fn stop_with_two_connections_ceases_both() {
     let mut f = open_sent(cfg());
     f.handle(Event::TcpConnected(IN));
-    let a = f.handle(Event::Stop {
-        subcode: 4,
-        communication: None,
-    });
+    let a = f.handle(Event::Stop(cease(4, None)));
     assert_eq!(code_sent(&a, OUT), Some((6, 4)));
     assert_eq!(code_sent(&a, IN), Some((6, 4)));
     assert!(closed(&a, OUT) && closed(&a, IN));
@@ -208,10 +199,7 @@ fn stop_with_two_connections_ceases_both() {
 #[test]
 fn stop_while_connecting_aborts_attempt() {
     let mut f = started(cfg());
-    let a = f.handle(Event::Stop {
-        subcode: 2,
-        communication: None,
-    });
+    let a = f.handle(Event::Stop(cease(2, None)));
     assert!(closed(&a, OUT));
     assert!(timer_stopped(&a, Timer::ConnectRetry));
     assert!(down(&a).is_none(), "no Down before OpenSent");
@@ -222,10 +210,7 @@ fn stop_during_backoff_cancels_automatic_restart() {
     let mut f = open_sent(cfg());
     f.handle(Event::TcpClosed(OUT));
     assert_eq!(f.state(), State::Idle);
-    let a = f.handle(Event::Stop {
-        subcode: 2,
-        communication: None,
-    });
+    let a = f.handle(Event::Stop(cease(2, None)));
     assert_eq!(a, vec![Action::StopTimer(Timer::IdleHold)]);
     assert!(f.handle(Event::TimerExpired(Timer::IdleHold)).is_empty());
     assert!(!f.is_started());
@@ -249,10 +234,7 @@ fn start_after_stop_restarts_with_clean_backoff() {
     let mut f = open_sent(cfg());
     f.handle(Event::TcpClosed(OUT));
     assert_eq!(f.failures(), 1);
-    f.handle(Event::Stop {
-        subcode: 2,
-        communication: None,
-    });
+    f.handle(Event::Stop(cease(2, None)));
     let a = f.handle(Event::Start);
     assert_eq!(connects(&a), 1);
     assert_eq!(f.failures(), 0);
@@ -470,10 +452,7 @@ fn update_config_refuses_changes_that_need_a_reset() {
         let mut f = established(cfg());
         assert!(!f.update_config(c.clone()), "{field}");
         assert_eq!(f.config(), &cfg(), "{field}: old config kept");
-        f.handle(Event::Stop {
-            subcode: 6,
-            communication: None,
-        });
+        f.handle(Event::Stop(cease(6, None)));
         assert!(
             f.update_config(c.clone()),
             "{field}: accepted while stopped"

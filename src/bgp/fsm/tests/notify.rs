@@ -8,10 +8,7 @@ const OUT: ConnId = ConnId::Outbound;
 #[test]
 fn shutdown_communication_encoded() {
     let mut f = established(cfg());
-    let a = f.handle(Event::Stop {
-        subcode: 2,
-        communication: Some("maintenance ✓".into()),
-    });
+    let a = f.handle(Event::Stop(cease(2, Some("maintenance ✓"))));
     let n = notification_sent(&a, OUT).unwrap();
     assert_eq!((n.code, n.subcode), (6, 2));
     let text = "maintenance ✓".as_bytes();
@@ -23,10 +20,7 @@ fn shutdown_communication_encoded() {
 #[test]
 fn admin_reset_carries_communication_too() {
     let mut f = open_sent(cfg());
-    let a = f.handle(Event::Stop {
-        subcode: 4,
-        communication: Some("reset".into()),
-    });
+    let a = f.handle(Event::Stop(cease(4, Some("reset"))));
     assert_eq!(
         notification_sent(&a, OUT).unwrap().data,
         b"\x05reset".to_vec()
@@ -222,5 +216,19 @@ fn hard_reset_shows_the_notification_it_wraps() {
     assert!(
         s.contains("(Cease/Administrative Shutdown: \"bye\")"),
         "{s}"
+    );
+}
+
+#[test]
+fn stop_sends_the_given_notification_unchanged() {
+    // Cease/Maximum Number of Prefixes Reached carries AFI, SAFI and the
+    // limit (RFC 4486 §4); the FSM must not rebuild it from the subcode.
+    let n = Notification::max_prefixes(Family::Ipv6Unicast, 100);
+    let mut f = established(cfg());
+    let a = f.handle(Event::Stop(n.clone()));
+    assert_eq!(notification_sent(&a, OUT), Some(n));
+    assert_eq!(
+        notification_sent(&a, OUT).unwrap().data,
+        vec![0, 2, 1, 0, 0, 0, 100]
     );
 }

@@ -43,7 +43,7 @@ fn message() -> impl Strategy<Value = Message> {
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         1 => Just(Event::Start),
-        1 => Just(Event::Stop { subcode: 2, communication: Some("bye".into()) }),
+        1 => Just(Event::Stop(cease(2, Some("bye")))),
         4 => timer().prop_map(Event::TimerExpired),
         4 => conn().prop_map(Event::TcpConnected),
         2 => Just(Event::TcpConnectFailed),

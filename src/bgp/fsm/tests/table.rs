@@ -31,10 +31,7 @@ fn timer(t: Timer) -> Event {
 }
 
 fn stop() -> Event {
-    Event::Stop {
-        subcode: 2,
-        communication: None,
-    }
+    Event::Stop(cease(2, None))
 }
 
 fn update() -> Message {
