@@ -170,7 +170,6 @@ impl Speaker {
                     }
                 }
                 Err(reason) => {
-                    entry.rejected += 1;
                     self.rib.remove(entry.id, n.prefix, path_id);
                     first_reject.get_or_insert((n.prefix, reason));
                 }

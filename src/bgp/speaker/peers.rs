@@ -47,8 +47,6 @@ pub struct PeerEntry {
     pub stats: Arc<SessionStats>,
     /// Adj-RIB-Out: what this peer has been sent.
     pub adj_out: HashMap<IpNet, Arc<PathAttributes>>,
-    /// Announcements rejected on import (loops, policy).
-    pub rejected: u64,
     pub eor_received: BTreeSet<Family>,
     /// Pre-policy Adj-RIB-In, kept so a policy change can be re-applied
     /// without asking the peer to resend (soft reconfiguration inbound).
@@ -284,7 +282,6 @@ impl Speaker {
                 stop_reason: None,
                 stats,
                 adj_out: HashMap::new(),
-                rejected: 0,
                 eor_received: BTreeSet::new(),
                 adj_in_pre: HashMap::new(),
                 refresh_stale: Default::default(),
@@ -389,7 +386,6 @@ impl Speaker {
                 e.last_error.clear();
                 e.stop_reason = None;
                 e.adj_out.clear();
-                e.rejected = 0;
                 e.eor_received.clear();
                 self.export_full(&origin);
                 if let Some(e) = self.peers.get(&origin)
