@@ -80,7 +80,8 @@ fn file_error(file: &str, reason: impl Into<String>) -> ManifestError {
 #[derive(Debug, Clone)]
 struct Origin {
     file: String,
-    document: usize,
+    /// 1-based YAML document index; `None` for objects from an API.
+    document: Option<usize>,
     object: ObjectRef,
 }
 
@@ -88,7 +89,7 @@ impl Origin {
     fn error(&self, field: Option<String>, reason: impl Into<String>) -> ManifestError {
         ManifestError {
             file: self.file.clone(),
-            document: Some(self.document),
+            document: self.document,
             object: Some(self.object.clone()),
             field,
             reason: reason.into(),
@@ -174,7 +175,7 @@ pub(crate) fn parse_files(
             };
         for doc in docs {
             let index = document_index(&file.content, doc.referenced.line());
-            match parse_object(&file.name, index, doc.value) {
+            match parse_object(&file.name, Some(index), doc.value) {
                 Ok(obj) => objects.push(obj),
                 Err(e) => errors.extend(e),
             }
@@ -188,13 +189,50 @@ pub(crate) fn parse_files(
     }
 }
 
+/// Validates objects that come from an API rather than from files (the
+/// Kubernetes datastore): each value is a whole object as the API server
+/// returns it, labelled with `source` in errors (for example `kubernetes`).
+/// Unlike [`parse_files`], invalid objects are left out of the snapshot and
+/// returned with the errors, so one bad object does not hold back the rest;
+/// the caller decides what to keep for them.
+pub fn assemble_values(source: &str, values: Vec<Value>) -> (Snapshot, Vec<ManifestError>) {
+    let mut errors = Vec::new();
+    let mut objects = Vec::new();
+    for value in values {
+        match parse_object(source, None, value) {
+            Ok(obj) => objects.push(obj),
+            Err(e) => errors.extend(e),
+        }
+    }
+    let mut snapshot = check_and_assemble(objects, &mut errors);
+    let bad: std::collections::BTreeSet<(String, String)> = errors
+        .iter()
+        .filter_map(|e| e.object.as_ref())
+        .map(|o| (o.kind.clone(), o.name.clone().unwrap_or_default()))
+        .collect();
+    let keep = |kind: &str, name: &Option<String>| {
+        !bad.contains(&(kind.to_string(), name.clone().unwrap_or_default()))
+    };
+    if let Some(c) = &snapshot.bgp_configuration
+        && !keep("BGPConfiguration", &c.metadata.name)
+    {
+        snapshot.bgp_configuration = None;
+    }
+    snapshot.peers.retain(|p| keep("BGPPeer", &p.metadata.name));
+    snapshot
+        .filters
+        .retain(|f| keep("BGPFilter", &f.metadata.name));
+    snapshot.nodes.retain(|n| keep("Node", &n.metadata.name));
+    (snapshot, errors)
+}
+
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
 fn parse_object(
     file: &str,
-    document: usize,
+    document: Option<usize>,
     mut value: Value,
 ) -> Result<(Origin, Object), Vec<ManifestError>> {
     let kind = str_field(&value, "kind").map(str::to_string);
@@ -214,7 +252,7 @@ fn parse_object(
     if !value.is_object() {
         return Err(vec![ManifestError {
             file: file.to_string(),
-            document: Some(document),
+            document,
             object: None,
             field: None,
             reason: "expected a Kubernetes object (a mapping with apiVersion, kind, metadata)"
@@ -311,8 +349,11 @@ fn check_and_assemble(objects: Vec<(Origin, Object)>, errors: &mut Vec<ManifestE
             errors.push(origin.error(
                 None,
                 format!(
-                    "duplicate {} {:?}: already defined in {} document {}",
-                    key.0, key.1, first.file, first.document
+                    "duplicate {} {:?}: already defined in {}{}",
+                    key.0,
+                    key.1,
+                    first.file,
+                    first.document.map(|d| format!(" document {d}")).unwrap_or_default()
                 ),
             ));
             continue;
@@ -337,7 +378,7 @@ fn check_and_assemble(objects: Vec<(Origin, Object)>, errors: &mut Vec<ManifestE
                 if p.spec.reachable_by.is_some() {
                     tracing::warn!(
                         file = origin.file.as_str(),
-                        document = origin.document,
+                        document = origin.document.unwrap_or(0),
                         peer = p.metadata.name.as_deref().unwrap_or(""),
                         "spec.reachableBy is accepted for Calico compatibility but ignored: \
                          add the static route to the peer yourself"

@@ -29,6 +29,7 @@ mod validate;
 mod watch;
 
 pub use error::{DatastoreError, ManifestError, ObjectRef};
+pub use load::assemble_values;
 pub use node::{
     ANNOTATION_AS_NUMBER, ANNOTATION_IPV4_ADDRESS, ANNOTATION_IPV6_ADDRESS, ANNOTATION_ROUTER_ID,
     ANNOTATION_RR_CLUSTER_ID,
