@@ -6,7 +6,8 @@ use super::error::{DatastoreError, ManifestError, ObjectRef, improve_serde_messa
 use super::node::node_info;
 use super::validate::{self, FieldError};
 use crate::k8s::{API_VERSION, BGPConfiguration, BGPFilter, BGPPeer, CALICO_API_VERSION};
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -106,6 +107,8 @@ enum Object {
     Filter(Box<BGPFilter>),
     Node(Box<Node>),
     Secret(Box<Secret>),
+    Service(Box<Service>),
+    EndpointSlice(Box<EndpointSlice>),
 }
 
 /// 1-based index of the document whose content starts on `line` (1-based):
@@ -223,6 +226,19 @@ pub fn assemble_values(source: &str, values: Vec<Value>) -> (Snapshot, Vec<Manif
         .filters
         .retain(|f| keep("BGPFilter", &f.metadata.name));
     snapshot.nodes.retain(|n| keep("Node", &n.metadata.name));
+    let namespaced = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        Some(format!(
+            "{}/{}",
+            m.namespace.as_deref().unwrap_or("default"),
+            m.name.as_deref().unwrap_or("")
+        ))
+    };
+    snapshot
+        .services
+        .retain(|s| keep("Service", &namespaced(&s.metadata)));
+    snapshot
+        .endpoint_slices
+        .retain(|s| keep("EndpointSlice", &namespaced(&s.metadata)));
     (snapshot, errors)
 }
 
@@ -240,12 +256,21 @@ fn parse_object(
         .get("metadata")
         .and_then(|m| str_field(m, "name"))
         .map(str::to_string);
+    // Namespaced kinds are named namespace/name (so duplicates are per namespace).
+    let namespaced = matches!(kind.as_deref(), Some("Service" | "EndpointSlice"));
+    let namespace = value
+        .get("metadata")
+        .and_then(|m| str_field(m, "namespace"))
+        .unwrap_or("default");
     let origin = Origin {
         file: file.to_string(),
         document,
         object: ObjectRef {
             kind: kind.clone().unwrap_or_else(|| "object".into()),
-            name: name.clone(),
+            name: match &name {
+                Some(n) if namespaced => Some(format!("{namespace}/{n}")),
+                _ => name.clone(),
+            },
         },
     };
     let err = |field: &str, reason: String| vec![origin.error(Some(field.to_string()), reason)];
@@ -264,13 +289,20 @@ fn parse_object(
     };
     let api_version = str_field(&value, "apiVersion").unwrap_or("").to_string();
     let ours = matches!(kind.as_str(), "BGPConfiguration" | "BGPPeer" | "BGPFilter");
-    let core = matches!(kind.as_str(), "Node" | "Secret");
-    if !ours && !core {
+    let core = matches!(kind.as_str(), "Node" | "Secret" | "Service");
+    let discovery = kind == "EndpointSlice";
+    if !ours && !core && !discovery {
         return Err(err(
             "kind",
             format!(
-                "unsupported kind {kind:?} (apiVersion {api_version:?}); expected BGPConfiguration, BGPPeer, BGPFilter ({API_VERSION}) or Node, Secret (v1)"
+                "unsupported kind {kind:?} (apiVersion {api_version:?}); expected BGPConfiguration, BGPPeer, BGPFilter ({API_VERSION}), Node, Secret, Service (v1) or EndpointSlice (discovery.k8s.io/v1)"
             ),
+        ));
+    }
+    if discovery && api_version != "discovery.k8s.io/v1" {
+        return Err(err(
+            "apiVersion",
+            format!("expected discovery.k8s.io/v1 for kind {kind}, found {api_version:?}"),
         ));
     }
     if ours && api_version == CALICO_API_VERSION {
@@ -324,6 +356,12 @@ fn parse_object(
             serde_path_to_error::deserialize(value).map_err(deser_err)?,
         )),
         "Node" => Object::Node(Box::new(
+            serde_path_to_error::deserialize(value).map_err(deser_err)?,
+        )),
+        "Service" => Object::Service(Box::new(
+            serde_path_to_error::deserialize(value).map_err(deser_err)?,
+        )),
+        "EndpointSlice" => Object::EndpointSlice(Box::new(
             serde_path_to_error::deserialize(value).map_err(deser_err)?,
         )),
         _ => Object::Secret(Box::new(
@@ -399,6 +437,8 @@ fn check_and_assemble(objects: Vec<(Origin, Object)>, errors: &mut Vec<ManifestE
                 snapshot.nodes.push(*n);
             }
             Object::Secret(s) => snapshot.secrets.push(*s),
+            Object::Service(s) => snapshot.services.push(*s),
+            Object::EndpointSlice(s) => snapshot.endpoint_slices.push(*s),
         }
     }
     // References from peers: filters and secrets.

@@ -9,7 +9,8 @@
 //! |---|---|
 //! | `petrel.dev/v1` | `BGPConfiguration` (only `default`), `BGPPeer`, `BGPFilter` |
 //! | `projectcalico.org/v3` | the same kinds, accepted with a warning so Calico manifests can be dropped in unchanged |
-//! | `v1` | `Node` (identity via `petrel.dev/*` annotations or `status.addresses`), `Secret` (BGP passwords; namespace ignored) |
+//! | `v1` | `Node` (identity via `petrel.dev/*` annotations or `status.addresses`), `Secret` (BGP passwords; namespace ignored), `Service` (service advertisement) |
+//! | `discovery.k8s.io/v1` | `EndpointSlice` (which nodes have local endpoints) |
 //!
 //! Anything else is an error. [`load_dir`] reports every error it finds, each
 //! naming the file, document, object and field; [`resolve`] derives one node's
@@ -40,7 +41,8 @@ pub use resolve::{
 pub use watch::watch_dir;
 
 use crate::k8s::{BGPConfiguration, BGPFilter, BGPPeer};
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::path::Path;
 
 /// Every object of the datastore, validated.
@@ -52,6 +54,10 @@ pub struct Snapshot {
     pub filters: Vec<BGPFilter>,
     pub nodes: Vec<Node>,
     pub secrets: Vec<Secret>,
+    /// Services, for service address advertisement (`crate::services`).
+    pub services: Vec<Service>,
+    /// EndpointSlices: which nodes have ready endpoints of a Service.
+    pub endpoint_slices: Vec<EndpointSlice>,
 }
 
 /// Loads and validates every manifest in `dir`. Collects all the errors it

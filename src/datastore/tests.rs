@@ -4,6 +4,7 @@ use super::*;
 use std::path::PathBuf;
 
 mod resolve_tests;
+mod service_tests;
 mod watch_tests;
 
 pub(super) fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
