@@ -32,8 +32,19 @@ pub enum NotExported {
     SplitHorizon,
     IbgpWithoutReflection,
     NoNextHop,
+    /// RFC 1997 NO_ADVERTISE: to no peer at all.
+    NoAdvertise,
+    /// RFC 1997 NO_EXPORT / NO_EXPORT_SUBCONFED: not to an external peer.
+    NoExport,
     Policy(String),
 }
+
+/// RFC 1997 well-known community NO_EXPORT.
+pub const NO_EXPORT: u32 = 0xFFFF_FF01;
+/// RFC 1997 well-known community NO_ADVERTISE.
+pub const NO_ADVERTISE: u32 = 0xFFFF_FF02;
+/// RFC 1997 well-known community NO_EXPORT_SUBCONFED.
+pub const NO_EXPORT_SUBCONFED: u32 = 0xFFFF_FF03;
 
 /// What export needs to know about the peer a route is sent to.
 #[derive(Debug, Clone)]
@@ -122,6 +133,13 @@ pub fn export_attrs(
         return Err(NotExported::SplitHorizon);
     }
     let to_ebgp = peer.ebgp;
+    let well_known = &best.attrs.communities;
+    if well_known.contains(&NO_ADVERTISE) {
+        return Err(NotExported::NoAdvertise);
+    }
+    if to_ebgp && (well_known.contains(&NO_EXPORT) || well_known.contains(&NO_EXPORT_SUBCONFED)) {
+        return Err(NotExported::NoExport);
+    }
     let mut reflected = false;
     let mut default_accept = true;
     if !src.local {

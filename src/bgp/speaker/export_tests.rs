@@ -398,3 +398,68 @@ fn other_family_next_hop_comes_from_the_session_interface() {
         "fd00:11::1".parse::<IpAddr>().unwrap()
     );
 }
+
+fn with_community(rib: &mut Rib, peer: u32, ebgp: bool, prefix: &str, community: u32) -> IpNet {
+    let p: IpNet = prefix.parse().unwrap();
+    let attrs = PathAttributes {
+        origin: Some(Origin::Igp),
+        communities: vec![community],
+        ..Default::default()
+    };
+    let src = if peer == 0 {
+        PathSource::local("10.0.0.1".parse().unwrap())
+    } else {
+        source(peer, ebgp)
+    };
+    let hop: Option<IpAddr> = (peer != 0).then(|| format!("192.0.2.{peer}").parse().unwrap());
+    rib.insert(&src, p, 0, Arc::new(attrs), hop);
+    p
+}
+
+#[test]
+fn no_advertise_goes_to_no_peer() {
+    let mut rib = Rib::default();
+    // A local route (a block of a pool with disableBGPExport) and a learned one.
+    let own = with_community(&mut rib, 0, false, "10.244.9.0/26", NO_ADVERTISE);
+    let learned = with_community(&mut rib, 1, false, "10.244.2.0/26", NO_ADVERTISE);
+    let rr = node(Some("1.1.1.1"));
+    for (ebgp, client) in [(true, false), (false, true), (false, false)] {
+        let t = target(2, ebgp, client, NextHopMode::Auto);
+        assert_eq!(
+            export(&rr, &t, &rib, own, &[]),
+            Err(NotExported::NoAdvertise)
+        );
+        assert_eq!(
+            export(&rr, &t, &rib, learned, &[1]),
+            Err(NotExported::NoAdvertise)
+        );
+    }
+}
+
+#[test]
+fn no_export_stays_inside_the_as() {
+    for c in [NO_EXPORT, NO_EXPORT_SUBCONFED] {
+        let mut rib = Rib::default();
+        let own = with_community(&mut rib, 0, false, "10.244.9.0/26", c);
+        let n = node(None);
+        assert_eq!(
+            export(
+                &n,
+                &target(2, true, false, NextHopMode::Auto),
+                &rib,
+                own,
+                &[]
+            ),
+            Err(NotExported::NoExport)
+        );
+        let ibgp = export(
+            &n,
+            &target(2, false, false, NextHopMode::Auto),
+            &rib,
+            own,
+            &[],
+        )
+        .expect("iBGP peers still get it");
+        assert!(ibgp.communities.contains(&c), "the community travels on");
+    }
+}
