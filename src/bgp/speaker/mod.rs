@@ -88,6 +88,12 @@ pub enum SpeakerMsg {
         remote: SocketAddr,
     },
     Query(Query),
+    /// Originate (or stop originating) these prefixes, besides those of the
+    /// configuration: service addresses from `crate::services`.
+    Originate {
+        advertise: Vec<IpNet>,
+        withdraw: Vec<IpNet>,
+    },
 }
 
 /// Cloneable handle to the speaker task.
@@ -112,6 +118,19 @@ impl SpeakerHandle {
             return vec![];
         }
         rx.await.unwrap_or_default()
+    }
+    /// Start and stop originating prefixes (see [`SpeakerMsg::Originate`]).
+    pub async fn originate(&self, advertise: Vec<IpNet>, withdraw: Vec<IpNet>) {
+        if advertise.is_empty() && withdraw.is_empty() {
+            return;
+        }
+        let _ = self
+            .tx
+            .send(SpeakerMsg::Originate {
+                advertise,
+                withdraw,
+            })
+            .await;
     }
     pub async fn routes(&self, family: Option<Family>) -> Vec<pb::Route> {
         let (tx, rx) = oneshot::channel();
@@ -168,6 +187,8 @@ pub struct Speaker {
     tx: mpsc::Sender<SpeakerMsg>,
     fib: Option<mpsc::UnboundedSender<FibMsg>>,
     converged: bool,
+    /// Prefixes originated besides the configuration's (service addresses).
+    dynamic: std::collections::BTreeSet<IpNet>,
 }
 
 impl Speaker {
@@ -191,6 +212,7 @@ impl Speaker {
             tx,
             fib,
             converged: false,
+            dynamic: Default::default(),
         };
         let task = tokio::spawn(async move {
             let initial = config.borrow_and_update().clone();
@@ -227,6 +249,10 @@ impl Speaker {
             SpeakerMsg::Query(Query::Routes(family, reply)) => {
                 let _ = reply.send(self.route_views(family));
             }
+            SpeakerMsg::Originate {
+                advertise,
+                withdraw,
+            } => self.originate_delta(advertise, withdraw),
         }
         self.flush();
         self.check_converged();

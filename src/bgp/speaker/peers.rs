@@ -11,7 +11,7 @@ use crate::bgp::wire::{
 };
 use crate::datastore::resolved::{Community, NodeConfig, PeerConfig, PeerOrigin};
 use ipnet::IpNet;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,6 +124,34 @@ fn local_attrs(communities: &[Community]) -> Arc<PathAttributes> {
 }
 
 impl Speaker {
+    /// Every prefix this node originates under `node`: the configuration's
+    /// `originate`, and the dynamic set where the configuration has no entry.
+    fn effective_origination(&self, node: &NodeConfig) -> BTreeMap<IpNet, Vec<Community>> {
+        let mut out = node.originate.clone();
+        for p in &self.dynamic {
+            out.entry(*p).or_default();
+        }
+        out
+    }
+
+    /// Add and remove dynamically originated prefixes (service addresses).
+    /// Work is proportional to the change: only the named prefixes are touched.
+    pub(super) fn originate_delta(&mut self, advertise: Vec<IpNet>, withdraw: Vec<IpNet>) {
+        let configured =
+            |s: &Self, p: &IpNet| s.node.as_ref().is_some_and(|n| n.originate.contains_key(p));
+        for p in withdraw {
+            if self.dynamic.remove(&p) && self.node.is_some() && !configured(self, &p) {
+                self.rib.remove(0, p, 0);
+            }
+        }
+        for p in advertise {
+            if self.dynamic.insert(p) && self.node.is_some() && !configured(self, &p) {
+                let local = self.local.clone();
+                self.rib.insert(&local, p, 0, local_attrs(&[]), None);
+            }
+        }
+    }
+
     /// Apply a newly resolved node configuration.
     pub(super) async fn apply_config(&mut self, new: NodeConfig) {
         let old = self.node.take();
@@ -146,17 +174,19 @@ impl Speaker {
             self.rib.set_max_paths(new.max_paths);
         }
 
-        // Originated routes.
+        // Originated routes: the configuration's, plus the dynamic ones
+        // (service addresses) where the configuration has none.
         let old_orig = old
             .as_ref()
-            .map(|o| o.originate.clone())
+            .map(|o| self.effective_origination(o))
             .unwrap_or_default();
+        let new_orig = self.effective_origination(&new);
         for prefix in old_orig.keys() {
-            if !new.originate.contains_key(prefix) || identity_changed {
+            if !new_orig.contains_key(prefix) || identity_changed {
                 self.rib.remove(0, *prefix, 0);
             }
         }
-        for (prefix, comms) in &new.originate {
+        for (prefix, comms) in &new_orig {
             if old_orig.get(prefix) != Some(comms) || identity_changed {
                 let local = self.local.clone();
                 self.rib
