@@ -12,9 +12,12 @@ pub mod agent;
 pub mod api;
 pub mod bgp;
 pub mod cli;
+pub mod cni;
 pub mod dataplane;
 pub mod datastore;
+pub mod ipam;
 pub mod k8s;
 pub mod metrics;
+pub mod services;
 #[allow(unsafe_code)] // the one documented socket-options module
 pub mod sockopt;

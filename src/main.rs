@@ -45,9 +45,32 @@ enum Command {
         /// Name of this node (the Node object that gives its BGP identity).
         #[arg(long, env = "NODE_NAME")]
         node_name: String,
-        /// Configuration source: file:DIR, a directory of YAML manifests.
-        #[arg(long, value_parser = clap::value_parser!(DatastoreSpec))]
+        /// Configuration source: file:DIR (a directory of YAML manifests) or
+        /// kubernetes (the API server).
+        #[arg(long, env = "PETREL_DATASTORE", value_parser = clap::value_parser!(DatastoreSpec))]
         datastore: DatastoreSpec,
+        /// Kubeconfig for --datastore kubernetes (default: in-cluster, then
+        /// $KUBECONFIG or ~/.kube/config).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Namespace of the Secrets that BGPPeers reference (kubernetes).
+        #[arg(long, env = "PETREL_NAMESPACE", default_value = "petrel-system")]
+        namespace: String,
+        /// Cache of the last good configuration from the API server, used when
+        /// it is unreachable at start-up (kubernetes).
+        #[arg(long, value_name = "FILE")]
+        cache_file: Option<PathBuf>,
+        /// IPAM state directory for file:DIR, shared by every agent of the
+        /// cluster on this host [default: DIR/ipam].
+        #[arg(long, value_name = "DIR")]
+        ipam_dir: Option<PathBuf>,
+        /// Write the CNI network configuration (10-petrel.conflist: ptp with
+        /// petrel-ipam) into this directory, e.g. /etc/cni/net.d.
+        #[arg(long, value_name = "DIR")]
+        cni_conf_dir: Option<PathBuf>,
+        /// MTU of pod interfaces in the CNI configuration.
+        #[arg(long)]
+        cni_mtu: Option<u32>,
         /// Kernel routing table for learned routes (254 = main).
         #[arg(long, default_value_t = 254)]
         route_table: u32,
@@ -172,6 +195,12 @@ fn main() -> ExitCode {
             Command::Agent {
                 node_name,
                 datastore,
+                kubeconfig,
+                namespace,
+                cache_file,
+                ipam_dir,
+                cni_conf_dir,
+                cni_mtu,
                 route_table,
                 route_protocol,
                 stale_timeout,
@@ -188,6 +217,12 @@ fn main() -> ExitCode {
                 petrel::agent::run(AgentOptions {
                     node_name,
                     datastore,
+                    kubeconfig,
+                    namespace,
+                    cache_file,
+                    ipam_dir,
+                    cni_conf_dir,
+                    cni_mtu,
                     api_socket: cli.api_socket,
                     dataplane,
                     metrics_listen,

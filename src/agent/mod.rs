@@ -1,20 +1,34 @@
-//! `petrel agent`: wires the datastore, the BGP speaker, the dataplane and the
-//! management API together for one node, and shuts them down in order.
+//! `petrel agent`: wires the datastore, IPAM, service advertisement, the BGP
+//! speaker, the dataplane and the management API together for one node, and
+//! shuts them down in order.
 //!
 //! ```text
-//! datastore::watch_dir ──NodeConfig──► bgp::speaker ──FibChanges──► dataplane
-//!                                          ▲   │
-//!                      api (Unix socket) ──┘   └──► session drivers ◄──► peers
+//!            ┌──────────── Snapshot ────────────┐
+//! datastore ─┤ (file:DIR or kubernetes)         ├─► services ──originate Δ──┐
+//!            ├─► resolve ──NodeConfig──┐        │                          ▼
+//!            └─► IPAM config ─► ipam ──BlockView─► compose ──NodeConfig─► bgp::speaker ──FibChanges──► dataplane
+//!                                 ▲                                        ▲   │
+//!        api (Unix socket) ───────┴──── petrel-ipam (CNI), CLI ────────────┘   └──► session drivers ◄──► peers
 //!
 //! metrics (HTTP: /metrics, /healthz, /readyz) reads the speaker, the
-//! dataplane and the watcher's output at each request.
+//! dataplane and the resolved configuration at each request.
 //! ```
+//!
+//! Data flows one way, from the datastore to the kernel; status flows back
+//! through the API, the metrics and (with Kubernetes) the PetrelNode object.
+
+mod cni_conf;
+mod compose;
+mod ipam_backend;
+mod pipeline;
 
 use crate::bgp::speaker::{FibMsg, Speaker};
 use crate::dataplane::DataplaneConfig;
+use crate::ipam::store::IpamStore;
 use crate::metrics::MetricsListen;
 use anyhow::Context;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -24,6 +38,8 @@ use tracing::{error, info};
 pub enum DatastoreSpec {
     /// A directory of Kubernetes-style YAML manifests, watched live.
     File(PathBuf),
+    /// The Kubernetes API server (in-cluster config, or `--kubeconfig`).
+    Kubernetes,
 }
 
 impl std::str::FromStr for DatastoreSpec {
@@ -31,10 +47,10 @@ impl std::str::FromStr for DatastoreSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
             Some(("file", dir)) if !dir.is_empty() => Ok(DatastoreSpec::File(PathBuf::from(dir))),
-            _ if s == "kubernetes" => Err(
-                "the kubernetes datastore is not available in this version; use file:DIR".into(),
-            ),
-            _ => Err(format!("invalid datastore {s:?}: expected file:DIR")),
+            _ if s == "kubernetes" => Ok(DatastoreSpec::Kubernetes),
+            _ => Err(format!(
+                "invalid datastore {s:?}: expected file:DIR or kubernetes"
+            )),
         }
     }
 }
@@ -44,6 +60,20 @@ impl std::str::FromStr for DatastoreSpec {
 pub struct AgentOptions {
     pub node_name: String,
     pub datastore: DatastoreSpec,
+    /// Kubeconfig file for `--datastore kubernetes` (else in-cluster config,
+    /// then `$KUBECONFIG` / `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the Secrets that BGPPeers name (Kubernetes datastore).
+    pub namespace: String,
+    /// Where the Kubernetes datastore caches its last good configuration, so
+    /// the agent can start while the API server is down.
+    pub cache_file: Option<PathBuf>,
+    /// IPAM state for the file datastore (default `<datastore dir>/ipam`).
+    pub ipam_dir: Option<PathBuf>,
+    /// Where to install the CNI network configuration (`10-petrel.conflist`).
+    pub cni_conf_dir: Option<PathBuf>,
+    /// MTU of pod interfaces in the CNI configuration (default: the ptp plugin's).
+    pub cni_mtu: Option<u32>,
     pub api_socket: PathBuf,
     pub dataplane: DataplaneConfig,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`.
@@ -52,11 +82,7 @@ pub struct AgentOptions {
 
 /// Run the agent until SIGINT or SIGTERM.
 pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
-    let DatastoreSpec::File(dir) = &opts.datastore;
-    if !dir.is_dir() {
-        anyhow::bail!("datastore directory {} does not exist", dir.display());
-    }
-    info!(node = %opts.node_name, datastore = %dir.display(), "petrel agent starting");
+    let node = opts.node_name.clone();
     // Bind first: a taken port is a start-up error, not a silent gap.
     let metrics_listener = match opts.metrics_listen {
         MetricsListen::Off => None,
@@ -66,13 +92,28 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen for metrics on {addr}"))?,
         ),
     };
+    let (snapshots, datastore_task, store) = open_datastore(&opts).await?;
     let shutdown = CancellationToken::new();
-    let (config, watcher) =
-        crate::datastore::watch_dir(dir.clone(), opts.node_name.clone(), Duration::from_secs(1));
+    let (base_config, resolver) =
+        crate::datastore::resolve_snapshots(snapshots.clone(), node.clone());
+    let (ipam_config, ipam_config_task) = pipeline::ipam_config(snapshots.clone(), node.clone());
+    let (ipam, ipam_task) = crate::ipam::spawn(
+        node.clone(),
+        ipam_config.clone(),
+        store,
+        crate::ipam::IpamOptions::default(),
+    );
+    let (config, compose_task) =
+        pipeline::compose_config(base_config, snapshots.clone(), ipam.blocks());
     let (dataplane, dataplane_task) = crate::dataplane::start(opts.dataplane.clone()).await?;
     let (fib_tx, fib_rx) = tokio::sync::mpsc::unbounded_channel();
     let fib_task = tokio::spawn(forward_fib(fib_rx, dataplane.clone()));
     let (speaker, speaker_task) = Speaker::spawn(config.clone(), Some(fib_tx), shutdown.clone());
+    let services_task = tokio::spawn(pipeline::advertise_services(
+        snapshots,
+        node.clone(),
+        speaker.clone(),
+    ));
     let metrics = metrics_listener.map(|listener| {
         info!(listen = %opts.metrics_listen, "serving /metrics, /healthz and /readyz");
         let sources = crate::metrics::Sources {
@@ -82,17 +123,38 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         };
         tokio::spawn(crate::metrics::serve(listener, sources, shutdown.clone()))
     });
+    let backend: Arc<dyn crate::api::ipam::IpamBackend> = Arc::new(ipam_backend::Backend {
+        ipam: ipam.clone(),
+        config: ipam_config,
+    });
     let api = tokio::spawn(crate::api::serve(
         opts.api_socket.clone(),
         speaker,
         Some((dataplane.clone(), opts.dataplane.clone())),
+        Some(backend),
         shutdown.clone(),
     ));
+    if let Some(dir) = &opts.cni_conf_dir {
+        match cni_conf::install(dir, &opts.api_socket, opts.cni_mtu) {
+            Ok(path) => info!(path = %path.display(), "CNI network configuration installed"),
+            Err(e) => {
+                error!(dir = %dir.display(), error = %e, "cannot write the CNI network configuration")
+            }
+        }
+    }
 
     wait_for_signal().await;
     info!("shutting down");
     shutdown.cancel();
-    watcher.abort();
+    for task in [
+        &datastore_task,
+        &resolver,
+        &ipam_config_task,
+        &compose_task,
+        &services_task,
+    ] {
+        task.abort();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), speaker_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), fib_task).await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), api).await {
@@ -103,6 +165,10 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     {
         error!(error = %e, "metrics endpoint failed");
     }
+    // Pod addresses stay allocated (they live in the datastore); the IPAM
+    // task only stops.
+    drop(ipam);
+    ipam_task.abort();
     // Without graceful restart, our routes leave the kernel with us.
     info!("removing petrel's kernel routes");
     if let Err(e) = dataplane.shutdown().await {
@@ -110,6 +176,59 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), dataplane_task).await;
     Ok(())
+}
+
+/// How often the file datastore's directory is read. A change applies once
+/// two reads agree, so edits take effect within about half a second.
+const FILE_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+type Snapshots = tokio::sync::watch::Receiver<Option<Arc<crate::datastore::Snapshot>>>;
+
+/// Starts the configuration source and opens the IPAM store that goes with it.
+async fn open_datastore(
+    opts: &AgentOptions,
+) -> anyhow::Result<(Snapshots, tokio::task::JoinHandle<()>, Arc<dyn IpamStore>)> {
+    match &opts.datastore {
+        DatastoreSpec::File(dir) => {
+            if !dir.is_dir() {
+                anyhow::bail!("datastore directory {} does not exist", dir.display());
+            }
+            let ipam_dir = opts.ipam_dir.clone().unwrap_or_else(|| dir.join("ipam"));
+            info!(node = %opts.node_name, datastore = %dir.display(), ipam = %ipam_dir.display(), "petrel agent starting");
+            let store = crate::ipam::file_store::FileStore::open(&ipam_dir)
+                .with_context(|| format!("IPAM directory {}", ipam_dir.display()))?;
+            let (rx, task) = crate::datastore::watch_snapshots(dir.clone(), FILE_POLL_INTERVAL);
+            Ok((rx, task, Arc::new(store)))
+        }
+        DatastoreSpec::Kubernetes => {
+            let client = kube_client(opts.kubeconfig.as_deref()).await?;
+            info!(node = %opts.node_name, "petrel agent starting with the Kubernetes datastore");
+            let mut kopts = crate::datastore::kube::KubeOptions::new(opts.node_name.clone());
+            kopts.namespace = opts.namespace.clone();
+            kopts.cache_file = opts.cache_file.clone();
+            let store = crate::datastore::kube::ipam::KubeIpamStore::new(client.clone());
+            let (rx, task) = crate::datastore::kube::watch(client, kopts);
+            Ok((rx, task, Arc::new(store)))
+        }
+    }
+}
+
+/// A client from `--kubeconfig`, else the in-cluster configuration, else the
+/// usual kubeconfig search (`$KUBECONFIG`, `~/.kube/config`).
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("invalid kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster configuration and no kubeconfig; use --kubeconfig")?,
+    };
+    kube::Client::try_from(config).context("cannot create the Kubernetes client")
 }
 
 /// Hand the speaker's selected-route changes to the dataplane.

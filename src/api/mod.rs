@@ -1,4 +1,4 @@
-//! gRPC management API (`proto/petrel.proto`) served on a Unix socket, and
+//! gRPC management API (`proto/petrel/v1/*.proto`) served on a Unix socket, and
 //! the client the CLI uses. Status flows back to users only through here.
 
 use crate::bgp::speaker::SpeakerHandle;
@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 pub mod pb {
     tonic::include_proto!("petrel.v1");
 }
+
+pub mod ipam;
 
 /// Errors of the management API.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,7 @@ pub async fn serve(
     path: PathBuf,
     speaker: SpeakerHandle,
     dataplane: Option<(DataplaneHandle, DataplaneConfig)>,
+    ipam: Option<std::sync::Arc<dyn ipam::IpamBackend>>,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     if let Some(dir) = path.parent() {
@@ -149,6 +152,7 @@ pub async fn serve(
             speaker,
             dataplane,
         }))
+        .add_optional_service(ipam.map(ipam::service))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::UnixListenerStream::new(listener),
             shutdown.cancelled_owned(),

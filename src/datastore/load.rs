@@ -5,7 +5,7 @@ use super::Snapshot;
 use super::error::{DatastoreError, ManifestError, ObjectRef, improve_serde_message};
 use super::node::node_info;
 use super::validate::{self, FieldError};
-use crate::k8s::{API_VERSION, BGPConfiguration, BGPFilter, BGPPeer, CALICO_API_VERSION};
+use crate::k8s::{API_VERSION, BGPConfiguration, BGPFilter, BGPPeer, CALICO_API_VERSION, IPPool};
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::Value;
@@ -109,6 +109,7 @@ enum Object {
     Secret(Box<Secret>),
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
+    Pool(Box<IPPool>),
 }
 
 /// 1-based index of the document whose content starts on `line` (1-based):
@@ -226,6 +227,9 @@ pub fn assemble_values(source: &str, values: Vec<Value>) -> (Snapshot, Vec<Manif
         .filters
         .retain(|f| keep("BGPFilter", &f.metadata.name));
     snapshot.nodes.retain(|n| keep("Node", &n.metadata.name));
+    snapshot
+        .ip_pools
+        .retain(|p| keep("IPPool", &p.metadata.name));
     let namespaced = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         Some(format!(
             "{}/{}",
@@ -288,14 +292,17 @@ fn parse_object(
         return Err(err("kind", "missing or not a string".into()));
     };
     let api_version = str_field(&value, "apiVersion").unwrap_or("").to_string();
-    let ours = matches!(kind.as_str(), "BGPConfiguration" | "BGPPeer" | "BGPFilter");
+    let ours = matches!(
+        kind.as_str(),
+        "BGPConfiguration" | "BGPPeer" | "BGPFilter" | "IPPool"
+    );
     let core = matches!(kind.as_str(), "Node" | "Secret" | "Service");
     let discovery = kind == "EndpointSlice";
     if !ours && !core && !discovery {
         return Err(err(
             "kind",
             format!(
-                "unsupported kind {kind:?} (apiVersion {api_version:?}); expected BGPConfiguration, BGPPeer, BGPFilter ({API_VERSION}), Node, Secret, Service (v1) or EndpointSlice (discovery.k8s.io/v1)"
+                "unsupported kind {kind:?} (apiVersion {api_version:?}); expected BGPConfiguration, BGPPeer, BGPFilter, IPPool ({API_VERSION}), Node, Secret, Service (v1) or EndpointSlice (discovery.k8s.io/v1)"
             ),
         ));
     }
@@ -358,6 +365,9 @@ fn parse_object(
         "Node" => Object::Node(Box::new(
             serde_path_to_error::deserialize(value).map_err(deser_err)?,
         )),
+        "IPPool" => Object::Pool(Box::new(
+            serde_path_to_error::deserialize(value).map_err(deser_err)?,
+        )),
         "Service" => Object::Service(Box::new(
             serde_path_to_error::deserialize(value).map_err(deser_err)?,
         )),
@@ -378,6 +388,7 @@ fn check_and_assemble(objects: Vec<(Origin, Object)>, errors: &mut Vec<ManifestE
     let mut peer_origins = Vec::new();
     let mut config_origin = None;
     let mut node_origins = Vec::new();
+    let mut pool_origins = Vec::new();
     for (origin, obj) in objects {
         let key = (
             origin.object.kind.clone(),
@@ -437,6 +448,11 @@ fn check_and_assemble(objects: Vec<(Origin, Object)>, errors: &mut Vec<ManifestE
                 snapshot.nodes.push(*n);
             }
             Object::Secret(s) => snapshot.secrets.push(*s),
+            Object::Pool(p) => {
+                errors.extend(origin.field_errors(p.spec.validate()));
+                pool_origins.push(origin);
+                snapshot.ip_pools.push(*p);
+            }
             Object::Service(s) => snapshot.services.push(*s),
             Object::EndpointSlice(s) => snapshot.endpoint_slices.push(*s),
         }
@@ -477,6 +493,17 @@ fn check_and_assemble(objects: Vec<(Origin, Object)>, errors: &mut Vec<ManifestE
         errors.push(origin.error(Some("spec.nodeMeshPassword.secretKeyRef".into()), r));
     }
     check_router_ids(&snapshot.nodes, &node_origins, errors);
+    for overlap in crate::k8s::check_pool_overlaps(&snapshot.ip_pools) {
+        if let Some(origin) = snapshot
+            .ip_pools
+            .iter()
+            .zip(&pool_origins)
+            .find(|(p, _)| p.metadata.name.as_deref() == Some(overlap.pool.as_str()))
+            .map(|(_, o)| o)
+        {
+            errors.push(origin.error(Some("spec.cidr".into()), overlap.to_string()));
+        }
+    }
     snapshot
 }
 

@@ -7,7 +7,7 @@
 //!
 //! | apiVersion | kinds |
 //! |---|---|
-//! | `petrel.dev/v1` | `BGPConfiguration` (only `default`), `BGPPeer`, `BGPFilter` |
+//! | `petrel.dev/v1` | `BGPConfiguration` (only `default`), `BGPPeer`, `BGPFilter`, `IPPool` |
 //! | `projectcalico.org/v3` | the same kinds, accepted with a warning so Calico manifests can be dropped in unchanged |
 //! | `v1` | `Node` (identity via `petrel.dev/*` annotations or `status.addresses`), `Secret` (BGP passwords; namespace ignored), `Service` (service advertisement) |
 //! | `discovery.k8s.io/v1` | `EndpointSlice` (which nodes have local endpoints) |
@@ -21,6 +21,7 @@
 //! RFC 8092 (see the submodules).
 
 mod error;
+pub mod kube;
 mod load;
 mod node;
 mod resolve;
@@ -38,9 +39,9 @@ pub use node::{
 pub use resolve::{
     DEFAULT_AS_NUMBER, DEFAULT_HOLD_TIME, DEFAULT_MAX_RESTART_TIME, DEFAULT_PORT, resolve,
 };
-pub use watch::watch_dir;
+pub use watch::{resolve_snapshots, watch_dir, watch_snapshots};
 
-use crate::k8s::{BGPConfiguration, BGPFilter, BGPPeer};
+use crate::k8s::{BGPConfiguration, BGPFilter, BGPPeer, IPPool};
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::path::Path;
@@ -54,6 +55,8 @@ pub struct Snapshot {
     pub filters: Vec<BGPFilter>,
     pub nodes: Vec<Node>,
     pub secrets: Vec<Secret>,
+    /// IP pools: where IPAM takes pod address blocks from.
+    pub ip_pools: Vec<IPPool>,
     /// Services, for service address advertisement (`crate::services`).
     pub services: Vec<Service>,
     /// EndpointSlices: which nodes have ready endpoints of a Service.

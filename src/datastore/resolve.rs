@@ -156,12 +156,19 @@ pub fn resolve(snapshot: &Snapshot, node_name: &str) -> Result<NodeConfig, Datas
         .chain(&cfg.service_load_balancer_ips)
         .map(|b| b.cidr.trunc())
         .collect();
-    for cidr in service_cidrs.iter().chain(&me.pod_cidrs) {
+    // Service CIDRs are advertised by `crate::services` (which knows about
+    // single-address CIDRs, aggregation and node exclusion); here they only
+    // feed the import policy.
+    for cidr in &me.pod_cidrs {
         let comms = config.communities_for(cidr);
         config.originate.insert(*cidr, comms);
     }
     config.cluster = crate::bgp::policy::ClusterView {
-        pools: vec![],
+        pools: snapshot
+            .ip_pools
+            .iter()
+            .map(|p| p.spec.cidr.trunc())
+            .collect(),
         blocks: infos
             .iter()
             .flat_map(|n| n.pod_cidrs.iter().map(|c| (*c, n.name.clone())))

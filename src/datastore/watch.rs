@@ -1,4 +1,5 @@
-//! Polling the manifest directory and publishing this node's configuration.
+//! Polling the manifest directory and publishing its objects, and resolving
+//! a stream of datastore snapshots into this node's configuration.
 //!
 //! Polling by content (not inotify) is robust to everything that replaces
 //! files: editors' write-to-temp-and-rename, and the symlink swap Kubernetes
@@ -6,6 +7,7 @@
 //! directory). A change is applied once the content has been the same for two
 //! consecutive polls, so a file caught half-written is never applied.
 
+use super::Snapshot;
 use super::error::DatastoreError;
 use super::load::{SourceFile, parse_files, read_dir_files};
 use super::resolve;
@@ -13,6 +15,7 @@ use super::resolved::NodeConfig;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -51,23 +54,16 @@ fn poll(dir: &Path) -> Poll {
     }
 }
 
-fn load_and_resolve(p: Poll, node_name: &str) -> Result<NodeConfig, DatastoreError> {
-    let files = p.result?;
-    let snapshot = parse_files(&files, p.read_errors)?;
-    resolve(&snapshot, node_name)
-}
-
-/// Watches `dir` (polling every `interval`, comparing content hashes) and sends
-/// a new [`NodeConfig`] whenever the resolved configuration changes. On error
-/// it logs the error once per distinct error (`tracing::error!` with the file
-/// and field in the message) and keeps the last good configuration. The
-/// receiver holds `None` until the first good configuration. The task ends
-/// when every receiver has been dropped.
-pub fn watch_dir(
+/// Watches `dir` (polling every `interval`, comparing content hashes) and
+/// publishes every valid [`Snapshot`] of its manifests. A change is published
+/// once the content has been stable for two polls. On error it logs the error
+/// once per distinct error (`tracing::error!`, naming file and field) and keeps
+/// the last good snapshot. The receiver holds `None` until the first valid
+/// snapshot. The task ends when every receiver has been dropped.
+pub fn watch_snapshots(
     dir: PathBuf,
-    node_name: String,
     interval: Duration,
-) -> (watch::Receiver<Option<NodeConfig>>, JoinHandle<()>) {
+) -> (watch::Receiver<Option<Arc<Snapshot>>>, JoinHandle<()>) {
     let (tx, rx) = watch::channel(None);
     let handle = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
@@ -92,27 +88,20 @@ pub fn watch_dir(
                 continue;
             }
             applied = Some(fp);
-            let name = node_name.clone();
-            let Ok(result) = tokio::task::spawn_blocking(move || load_and_resolve(p, &name)).await
+            let Ok(result) = tokio::task::spawn_blocking(move || {
+                let files = p.result?;
+                parse_files(&files, p.read_errors)
+            })
+            .await
             else {
                 break;
             };
             match result {
-                Ok(config) => {
+                Ok(snapshot) => {
                     if last_error.take().is_some() {
-                        tracing::info!(node = node_name.as_str(), dir = %dir.display(), "configuration is valid again");
+                        tracing::info!(dir = %dir.display(), "manifests are valid again");
                     }
-                    let changed = tx.send_if_modified(|cur| {
-                        if cur.as_ref() == Some(&config) {
-                            false
-                        } else {
-                            *cur = Some(config);
-                            true
-                        }
-                    });
-                    if changed {
-                        tracing::info!(node = node_name.as_str(), dir = %dir.display(), "configuration updated");
-                    }
+                    tx.send_replace(Some(Arc::new(snapshot)));
                 }
                 Err(e) => {
                     let text = e.to_string();
@@ -122,7 +111,7 @@ pub fn watch_dir(
                         } else {
                             "no configuration yet"
                         };
-                        tracing::error!(node = node_name.as_str(), dir = %dir.display(), "{text} ({kept})");
+                        tracing::error!(dir = %dir.display(), "{text} ({kept})");
                         last_error = Some(text);
                     }
                 }
@@ -130,4 +119,92 @@ pub fn watch_dir(
         }
     });
     (rx, handle)
+}
+
+/// Resolves every snapshot from `snapshots` (either datastore) into the
+/// configuration of `node_name`, publishing it when it changes. A snapshot
+/// this node's configuration cannot be derived from is logged once and the
+/// last good configuration is kept. The receiver holds `None` until the first
+/// good configuration. The task ends when `snapshots` closes or every
+/// receiver has been dropped.
+pub fn resolve_snapshots(
+    mut snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    node_name: String,
+) -> (watch::Receiver<Option<NodeConfig>>, JoinHandle<()>) {
+    let (tx, rx) = watch::channel(None);
+    let handle = tokio::spawn(async move {
+        let mut last_error: Option<String> = None;
+        loop {
+            let snapshot = snapshots.borrow_and_update().clone();
+            if let Some(snapshot) = snapshot {
+                let name = node_name.clone();
+                let Ok(result) =
+                    tokio::task::spawn_blocking(move || resolve(&snapshot, &name)).await
+                else {
+                    break;
+                };
+                match result {
+                    Ok(config) => {
+                        if last_error.take().is_some() {
+                            tracing::info!(
+                                node = node_name.as_str(),
+                                "configuration is valid again"
+                            );
+                        }
+                        let changed = tx.send_if_modified(|cur| {
+                            if cur.as_ref() == Some(&config) {
+                                false
+                            } else {
+                                *cur = Some(config);
+                                true
+                            }
+                        });
+                        if changed {
+                            tracing::info!(node = node_name.as_str(), "configuration updated");
+                        }
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        if last_error.as_deref() != Some(text.as_str()) {
+                            let kept = if tx.borrow().is_some() {
+                                "keeping the last good configuration"
+                            } else {
+                                "no configuration yet"
+                            };
+                            tracing::error!(node = node_name.as_str(), "{text} ({kept})");
+                            last_error = Some(text);
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { break },
+                _ = tx.closed() => break,
+            }
+        }
+    });
+    (rx, handle)
+}
+
+/// [`watch_snapshots`] and [`resolve_snapshots`] together: this node's
+/// configuration from a manifest directory. Aborting the returned handle
+/// stops both tasks.
+pub fn watch_dir(
+    dir: PathBuf,
+    node_name: String,
+    interval: Duration,
+) -> (watch::Receiver<Option<NodeConfig>>, JoinHandle<()>) {
+    let (snapshots, poller) = watch_snapshots(dir, interval);
+    let (config, resolver) = resolve_snapshots(snapshots, node_name);
+    let handle = tokio::spawn(async move {
+        struct AbortOnDrop(JoinHandle<()>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _poller = AbortOnDrop(poller);
+        let _ = resolver.await;
+    });
+    (config, handle)
 }

@@ -19,6 +19,9 @@ mod bgp_configuration;
 mod bgp_filter;
 mod bgp_peer;
 mod duration;
+mod node_status;
+mod ip_pool;
+mod ipam_objects;
 
 pub use bgp_configuration::{
     BGPConfiguration, BgpConfigurationSpec, BindModeSpec, CidrBlock, CommunityName,
@@ -33,6 +36,21 @@ pub use bgp_peer::{
     AddressFamilySpec, BGPPeer, BgpPeerSpec, NextHopModeSpec, PeerIp, ReversePeering, SourceAddress,
 };
 pub use duration::{DurationError, KubeDuration, parse_go_duration};
+pub use node_status::{
+    BlockReport, BlockStatus, ConditionReport, FIELD_MANAGER, NodeStatusReport, PeerReport,
+    PeerStatus, PetrelNode, PetrelNodeSpec, PetrelNodeStatus, StatusCondition, StatusError,
+    StatusWriterOptions, build_status, spawn_status_writer, spawn_status_writer_with,
+};
+pub use ip_pool::{
+    AllowedUse, AssignmentMode, BLOCK_SIZE_RANGE_V4, BLOCK_SIZE_RANGE_V6, DEFAULT_BLOCK_SIZE_V4,
+    DEFAULT_BLOCK_SIZE_V6, EncapsulationMode, IPPool, IpPoolSpec, PoolOverlap, check_pool_overlaps,
+    nets_overlap,
+};
+pub use ipam_objects::{
+    AFFINITY_HOST_PREFIX, AffinityState, BlockAffinity, BlockAffinitySpec, BlockAllocation,
+    BlockState, IPAMBlock, IpamBlockSpec, RESERVED_GATEWAY, ReservedAddress, affinity_for,
+    affinity_name, affinity_node, allocation_key, block_name, is_valid_object_name,
+};
 
 use crate::datastore::resolved::Community;
 use kube::CustomResourceExt;
@@ -124,7 +142,12 @@ pub(crate) fn cidr_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema
 /// All of petrel's CustomResourceDefinitions as one multi-document YAML string
 /// (the content of `manifests/crds.yaml`).
 pub fn crd_manifests() -> String {
-    let crds = [BGPConfiguration::crd(), BGPPeer::crd(), BGPFilter::crd()];
+    let crds = [
+        BGPConfiguration::crd(),
+        BGPPeer::crd(),
+        BGPFilter::crd(),
+        PetrelNode::crd(),
+    ];
     let body = serde_saphyr::to_string_multiple(&crds)
         // Serializing plain data structures into a String cannot fail; keep the
         // error visible in the output rather than panicking if it ever does.

@@ -235,25 +235,34 @@ fn typed_values_reject_bad_input() {
     );
 }
 
+/// The CRD documents of `crd_manifests()` by name.
+fn crd_docs() -> Vec<serde_json::Value> {
+    serde_saphyr::from_str_multiple(&crd_manifests()).expect("valid YAML")
+}
+
+fn crd_doc(name: &str) -> serde_json::Value {
+    crd_docs()
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no CRD {name}"))
+}
+
 #[test]
 fn crds_are_cluster_scoped_in_our_group() {
-    let text = crd_manifests();
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(&text).expect("valid YAML");
-    assert_eq!(docs.len(), 3);
+    let docs = crd_docs();
     let names: Vec<&str> = docs
         .iter()
         .map(|d| d["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "bgpconfigurations.petrel.dev",
-            "bgppeers.petrel.dev",
-            "bgpfilters.petrel.dev"
-        ]
-    );
+    for ours in [
+        "bgpconfigurations.petrel.dev",
+        "bgppeers.petrel.dev",
+        "bgpfilters.petrel.dev",
+    ] {
+        assert!(names.contains(&ours), "{ours} missing from {names:?}");
+        assert_eq!(crd_doc(ours)["spec"]["scope"], "Cluster", "{ours}");
+    }
     for d in &docs {
-        assert_eq!(d["spec"]["scope"], "Cluster");
         assert_eq!(d["spec"]["group"], GROUP);
         assert_eq!(d["spec"]["versions"][0]["name"], VERSION);
         // Structural schema: no oneOf/anyOf without a type anywhere.
@@ -263,15 +272,145 @@ fn crds_are_cluster_scoped_in_our_group() {
             "non-structural schema in {}",
             d["metadata"]["name"]
         );
-    }
-    for d in &docs {
         let schema = &d["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         assert_structural(schema, "openAPIV3Schema");
     }
-    let peer_schema = &docs[1]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    let peer = crd_doc("bgppeers.petrel.dev");
+    let peer_schema = &peer["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         ["properties"];
     assert_eq!(peer_schema["peerIP"]["type"], "string");
     assert_eq!(peer_schema["holdTime"]["type"], "string");
+}
+
+/// The `x-kubernetes-validations` rules of a schema, as (rule, fieldPath).
+fn cel_rules(schema: &serde_json::Value) -> Vec<(String, String)> {
+    schema["x-kubernetes-validations"]
+        .as_array()
+        .map(|rules| {
+            rules
+                .iter()
+                .map(|r| {
+                    (
+                        r["rule"].as_str().unwrap_or_default().to_owned(),
+                        r["fieldPath"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn spec_schema(crd: &str) -> serde_json::Value {
+    crd_doc(crd)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+}
+
+/// The API server enforces the loader's cross-field peer checks: each rule
+/// points at the field a user has to change.
+#[test]
+fn peer_schema_carries_the_loader_rules() {
+    let spec = spec_schema("bgppeers.petrel.dev");
+    let rules = cel_rules(&spec);
+    for (needle, field) in [
+        ("has(self.node) || !has(self.nodeSelector)", ".nodeSelector"),
+        (
+            "has(self.peerIP) || !has(self.peerSelector)",
+            ".peerSelector",
+        ),
+        ("has(self.peerIP) || has(self.peerSelector)", ".peerIP"),
+        ("!has(self.peerIP) || has(self.asNumber)", ".asNumber"),
+        (
+            "!has(self.peerSelector) || !has(self.asNumber)",
+            ".asNumber",
+        ),
+        ("has(self.nextHopMode)", ".keepOriginalNextHop"),
+        ("!has(self.localWorkloadSelector)", ".localWorkloadSelector"),
+        ("duration(self.keepaliveTime) <", ".keepaliveTime"),
+    ] {
+        assert!(
+            rules.iter().any(|(r, f)| r.contains(needle) && f == field),
+            "no rule {needle:?} on {field} in {rules:#?}"
+        );
+    }
+    let p = &spec["properties"];
+    for asn in ["asNumber", "localASNumber"] {
+        assert_eq!(p[asn]["minimum"], 1.0, "{asn}");
+        assert_eq!(p[asn]["maximum"], 4294967295.0, "{asn}");
+    }
+    assert_eq!(p["numAllowedLocalASNumbers"]["maximum"], 255.0);
+    assert_eq!(p["ttlSecurity"]["maximum"], 255.0);
+    assert_eq!(p["maxPrefixes"]["minimum"], 1.0);
+    assert_eq!(p["families"]["x-kubernetes-list-type"], "set");
+    assert_eq!(p["filters"]["items"]["minLength"], 1);
+    for field in [
+        "peerIP",
+        "sourceAddress",
+        "reachableBy",
+        "holdTime",
+        "keepaliveTime",
+    ] {
+        assert!(
+            !cel_rules(&p[field]).is_empty(),
+            "{field} has no format rule"
+        );
+        // CEL cost estimates need bounded strings.
+        assert!(
+            p[field]["maxLength"].is_number(),
+            "{field} has no maxLength"
+        );
+    }
+    let names = &crd_doc("bgppeers.petrel.dev")["spec"]["names"];
+    assert_eq!(names["shortNames"], serde_json::json!(["bgpp"]));
+    assert_eq!(names["categories"], serde_json::json!(["petrel"]));
+}
+
+#[test]
+fn configuration_and_filter_schemas_carry_the_loader_rules() {
+    let spec = spec_schema("bgpconfigurations.petrel.dev");
+    let rules = cel_rules(&spec);
+    for field in [
+        ".nodeMeshPassword",
+        ".nodeMeshMaxRestartTime",
+        ".prefixAdvertisements",
+    ] {
+        assert!(
+            rules.iter().any(|(_, f)| f == field),
+            "no rule on {field} in {rules:#?}"
+        );
+    }
+    let p = &spec["properties"];
+    assert_eq!(p["communities"]["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        p["communities"]["x-kubernetes-list-map-keys"],
+        serde_json::json!(["name"])
+    );
+    assert_eq!(p["listenPort"]["minimum"], 1.0);
+    let cidr = &p["serviceClusterIPs"]["items"]["properties"]["cidr"];
+    assert!(
+        cel_rules(cidr).iter().any(|(r, _)| r == "isCIDR(self)"),
+        "{cidr}"
+    );
+
+    let spec = spec_schema("bgpfilters.petrel.dev");
+    let rule = &spec["properties"]["exportV6"]["items"];
+    let rules = cel_rules(rule);
+    assert!(
+        rules
+            .iter()
+            .any(|(r, _)| r == "has(self.cidr) == has(self.matchOperator)"),
+        "{rules:#?}"
+    );
+    assert!(
+        cel_rules(&spec["properties"]["importV6"])
+            .iter()
+            .any(|(r, _)| r.contains("family() == 6")),
+        "importV6 must only take IPv6 prefixes"
+    );
+    assert_eq!(rule["properties"]["operations"]["maxItems"], 10);
+    let op = &rule["properties"]["operations"]["items"];
+    assert!(
+        !cel_rules(op).is_empty(),
+        "operation needs its exactly-one rule"
+    );
 }
 
 /// Deserializes every document of a manifest file into `T` and returns them.

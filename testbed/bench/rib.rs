@@ -60,6 +60,7 @@ fn source(peer: u32) -> Arc<PathSource> {
         router_id: Ipv4Addr::new(10, 0, 0, peer as u8),
         ebgp: true,
         local: false,
+        cluster_node: false,
     })
 }
 

@@ -114,7 +114,7 @@ impl Lab {
         }
         for (name, spec) in &specs {
             for cmd in spec.exec.iter().filter(|c| !is_daemon_command(c)) {
-                self.exec(name, cmd)?;
+                self.exec(name, &self.substitute_node(name, cmd)?)?;
             }
         }
         for name in specs.keys() {
@@ -138,9 +138,14 @@ impl Lab {
             .map(|s| s.exec.clone())
             .unwrap_or_default();
         for cmd in cmds.iter().filter(|c| is_daemon_command(c)) {
-            self.exec(node, cmd)?;
+            self.exec(node, &self.substitute_node(node, cmd)?)?;
         }
         Ok(())
+    }
+
+    /// [`substitute`] with `node`'s values (for `exec` commands).
+    fn substitute_node(&self, node: &str, text: &str) -> anyhow::Result<String> {
+        Ok(substitute(text, &self.node(node)?.paths))
     }
 
     /// Topology name (`name:` in the file).
@@ -358,6 +363,19 @@ impl Drop for Lab {
             let children = std::mem::take(&mut *lock(&n.children));
             stop_children(children, &n.paths);
         }
+        // Namespaces created in the lab's scheme by others (CNI pods) and
+        // not removed by them go first: they hang off the nodes' links.
+        if let Ok(list) = ip(&["netns", "list"]) {
+            let mine = format!("{}-", self.prefix);
+            for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+                if ns.starts_with(&mine) && !self.namespaces.iter().any(|n| n == ns) {
+                    kill_netns_processes(ns);
+                    if let Err(e) = ip(&["netns", "del", ns]) {
+                        eprintln!("testbed: {e:#}");
+                    }
+                }
+            }
+        }
         for ns in self.namespaces.drain(..).rev() {
             kill_netns_processes(&ns);
             if let Err(e) = ip(&["netns", "del", &ns]) {
@@ -454,9 +472,13 @@ fn netns_run(ns: &str, args: &[&str]) -> anyhow::Result<String> {
     run(c)
 }
 
-/// Replaces `{{rundir}}`, `{{node}}` and `{{netns}}` in config text.
+/// Replaces `{{rundir}}`, `{{node}}`, `{{netns}}` and `{{labdir}}` (the lab's
+/// directory, shared by all nodes: the parent of every `rundir`) in config
+/// text and `exec` commands.
 pub fn substitute(text: &str, paths: &DaemonPaths) -> String {
-    text.replace("{{rundir}}", &paths.rundir.display().to_string())
+    let labdir = paths.rundir.parent().unwrap_or(&paths.rundir);
+    text.replace("{{labdir}}", &labdir.display().to_string())
+        .replace("{{rundir}}", &paths.rundir.display().to_string())
         .replace("{{node}}", &paths.node)
         .replace("{{netns}}", &paths.netns)
 }
@@ -545,8 +567,8 @@ mod tests {
             rundir: "/tmp/pt1x0/r1".into(),
         };
         assert_eq!(
-            substitute("s {{rundir}}/x {{node}} {{netns}}", &p),
-            "s /tmp/pt1x0/r1/x r1 pt1x0-r1"
+            substitute("s {{rundir}}/x {{node}} {{netns}} {{labdir}}/ipam", &p),
+            "s /tmp/pt1x0/r1/x r1 pt1x0-r1 /tmp/pt1x0/ipam"
         );
     }
 }

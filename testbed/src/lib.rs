@@ -21,7 +21,9 @@
 //! Needs root (namespaces, veths) and the daemons' Debian packages
 //! (`.ci/setup` installs them).
 
+pub mod cni;
 pub mod daemon;
+pub mod k8s;
 pub mod kernel;
 pub mod lab;
 pub mod parse;

@@ -32,6 +32,9 @@ pub struct PathSource {
     pub router_id: Ipv4Addr,
     pub ebgp: bool,
     pub local: bool,
+    /// The peer is another node of the cluster (mesh, or a BGPPeer that
+    /// selects nodes); its routes are not passed on to external peers.
+    pub cluster_node: bool,
 }
 
 impl PathSource {
@@ -43,6 +46,7 @@ impl PathSource {
             router_id,
             ebgp: false,
             local: true,
+            cluster_node: false,
         })
     }
 }

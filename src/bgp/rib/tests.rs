@@ -11,6 +11,7 @@ fn src(peer: u32, addr: &str, rid: &str, ebgp: bool) -> Arc<PathSource> {
         router_id: rid.parse().unwrap(),
         ebgp,
         local: false,
+        cluster_node: false,
     })
 }
 

@@ -53,6 +53,8 @@ pub struct ExportTarget<'a> {
     pub ebgp: bool,
     pub local_as: u32,
     pub rr_client: bool,
+    /// The peer is another node of the cluster.
+    pub cluster_node: bool,
     pub next_hop_mode: NextHopMode,
     pub filters: &'a [String],
     /// Negotiated families.
@@ -71,6 +73,7 @@ impl PeerEntry {
             ebgp: self.ebgp(),
             local_as: self.config.local_as,
             rr_client: self.config.route_reflector_client,
+            cluster_node: super::import::peer_node(&self.config.origin).is_some(),
             next_hop_mode: self.config.next_hop_mode,
             filters: &self.config.filters,
             families: &self.negotiated.as_ref()?.families,
@@ -145,6 +148,16 @@ pub fn export_attrs(
     if !src.local {
         if src.ebgp && to_ebgp {
             // Never transit between external peers unless a filter says so.
+            default_accept = false;
+        } else if src.cluster_node
+            && !peer.cluster_node
+            && node.route_reflector_cluster_id.is_none()
+        {
+            // Another node's routes (its blocks, its local-policy service
+            // addresses) reach external peers from that node itself: passing
+            // them on would draw its traffic through this node, and for
+            // externalTrafficPolicy Local to a node without an endpoint. A
+            // route reflector does pass them on: it speaks for its clients.
             default_accept = false;
         } else if !src.ebgp && !to_ebgp {
             let Some(_cluster) = node.route_reflector_cluster_id else {

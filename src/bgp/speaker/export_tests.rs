@@ -41,6 +41,7 @@ fn target<'a>(id: u32, ebgp: bool, rr_client: bool, mode: NextHopMode) -> Export
         ebgp,
         local_as: LOCAL_AS,
         rr_client,
+        cluster_node: false,
         next_hop_mode: mode,
         filters: &[],
         families: FAMILIES,
@@ -57,6 +58,7 @@ fn source(peer: u32, ebgp: bool) -> Arc<PathSource> {
         router_id: format!("10.0.0.{}", peer + 1).parse().unwrap(),
         ebgp,
         local: false,
+        cluster_node: false,
     })
 }
 
@@ -462,4 +464,39 @@ fn no_export_stays_inside_the_as() {
         .expect("iBGP peers still get it");
         assert!(ibgp.communities.contains(&c), "the community travels on");
     }
+}
+
+#[test]
+fn another_nodes_routes_stay_inside_the_cluster() {
+    let mut rib = Rib::default();
+    let p: IpNet = "10.244.2.0/26".parse().unwrap();
+    let node2 = Arc::new(PathSource {
+        cluster_node: true,
+        ..(*source(1, false)).clone()
+    });
+    let attrs = PathAttributes {
+        origin: Some(Origin::Igp),
+        ..Default::default()
+    };
+    rib.insert(
+        &node2,
+        p,
+        0,
+        Arc::new(attrs),
+        Some("10.0.2.1".parse().unwrap()),
+    );
+    let tor = target(2, true, false, NextHopMode::Auto);
+    // A mesh node does not pass node2's route to the ToR (external)...
+    let r = export(&node(None), &tor, &rib, p, &[]);
+    assert!(matches!(r, Err(NotExported::Policy(_))), "{r:?}");
+    // ...but sends its own.
+    let own = local(&mut rib, "10.244.1.0/26");
+    assert!(export(&node(None), &tor, &rib, own, &[]).is_ok());
+    // A route reflector speaks for its clients: it passes them on.
+    let rr = node(Some("1.1.1.1"));
+    assert!(export(&rr, &tor, &rib, p, &[1]).is_ok());
+    // And reflects them to another client node.
+    let mut client = target(3, false, true, NextHopMode::Auto);
+    client.cluster_node = true;
+    assert!(export(&rr, &client, &rib, p, &[1]).is_ok());
 }

@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use export::{NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED};
 pub use peers::PeerEntry;
 
 /// Commands from the speaker to one session driver.

@@ -406,6 +406,7 @@ impl Speaker {
                     router_id: negotiated.remote_open.router_id,
                     ebgp: e.ebgp(),
                     local: false,
+                    cluster_node: super::import::peer_node(&origin).is_some(),
                 }));
                 e.state = State::Established;
                 e.negotiated = Some(negotiated);

@@ -124,3 +124,49 @@ fn api_objects_with_a_rule_violation_are_left_out() {
     assert!(snap.peers.is_empty());
     assert!(!errs.is_empty());
 }
+
+const POOLS: &str = r#"
+apiVersion: petrel.dev/v1
+kind: IPPool
+metadata: {name: v4}
+spec: {cidr: 10.244.0.0/16, blockSize: 26, ipipMode: Never}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: v6}
+spec: {cidr: "fd00:244::/56", nodeSelector: "rack == 'r1'"}
+"#;
+
+#[test]
+fn ip_pools_load_and_feed_the_import_policy() {
+    let snap = load(&[("pools.yaml", POOLS), ("nodes.yaml", super::NODES)]).expect("loads");
+    assert_eq!(snap.ip_pools.len(), 2);
+    let cfg = resolve(&snap, "node-a").expect("resolves");
+    let want: Vec<ipnet::IpNet> = vec![
+        "10.244.0.0/16".parse().unwrap(),
+        "fd00:244::/56".parse().unwrap(),
+    ];
+    assert_eq!(cfg.cluster.pools, want);
+}
+
+#[test]
+fn overlapping_pools_are_rejected_naming_both() {
+    let more = format!(
+        "{POOLS}---\napiVersion: petrel.dev/v1\nkind: IPPool\nmetadata: {{name: inner}}\nspec: {{cidr: 10.244.8.0/24}}\n"
+    );
+    let e = errors(&[("pools.yaml", &more)]);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("(IPPool \"inner\"): spec.cidr") && e[0].contains("v4"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn encapsulation_is_refused_with_a_clear_error() {
+    let ipip = "apiVersion: petrel.dev/v1\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, ipipMode: Always}\n";
+    let e = errors(&[("p.yaml", ipip)]);
+    assert!(e[0].contains("spec.ipipMode"), "{}", e[0]);
+    assert!(e[0].contains("encapsulat"), "{}", e[0]);
+}
