@@ -22,6 +22,8 @@ mod compose;
 mod ipam_backend;
 mod pipeline;
 
+pub use pipeline::ServicesView;
+
 use crate::bgp::speaker::{FibMsg, Speaker};
 use crate::dataplane::DataplaneConfig;
 use crate::ipam::store::IpamStore;
@@ -109,10 +111,12 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let (fib_tx, fib_rx) = tokio::sync::mpsc::unbounded_channel();
     let fib_task = tokio::spawn(forward_fib(fib_rx, dataplane.clone()));
     let (speaker, speaker_task) = Speaker::spawn(config.clone(), Some(fib_tx), shutdown.clone());
+    let (services_tx, services_view) = tokio::sync::watch::channel(ServicesView::default());
     let services_task = tokio::spawn(pipeline::advertise_services(
         snapshots,
         node.clone(),
         speaker.clone(),
+        services_tx,
     ));
     let metrics = metrics_listener.map(|listener| {
         info!(listen = %opts.metrics_listen, "serving /metrics, /healthz and /readyz");
@@ -129,9 +133,13 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     });
     let api = tokio::spawn(crate::api::serve(
         opts.api_socket.clone(),
-        speaker,
-        Some((dataplane.clone(), opts.dataplane.clone())),
-        Some(backend),
+        crate::api::Sources {
+            node_name: node.clone(),
+            speaker,
+            dataplane: Some((dataplane.clone(), opts.dataplane.clone())),
+            ipam: Some(backend),
+            services: Some(services_view),
+        },
         shutdown.clone(),
     ));
     if let Some(dir) = &opts.cni_conf_dir {

@@ -117,9 +117,24 @@ fn advertisement_config(snapshot: &Snapshot, node: &str) -> AdvertisementConfig 
     cfg
 }
 
+/// What the service engine decided, for the management API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServicesView {
+    /// Service prefixes this node advertises (aggregates and host routes).
+    pub advertised: Vec<ipnet::IpNet>,
+    /// Service addresses this node does not advertise, with the reason.
+    pub rejections: Vec<crate::services::Rejection>,
+}
+
 /// Follows Services and EndpointSlices and tells the speaker which service
 /// prefixes this node originates. Each rejected address is logged once.
-pub async fn advertise_services(mut snapshots: Snapshots, node: String, speaker: SpeakerHandle) {
+/// `view` receives the outcome after every change.
+pub async fn advertise_services(
+    mut snapshots: Snapshots,
+    node: String,
+    speaker: SpeakerHandle,
+    view: watch::Sender<ServicesView>,
+) {
     let mut engine: Option<ServiceAdvertiser> = None;
     loop {
         let snap = snapshots.borrow_and_update().clone();
@@ -153,6 +168,18 @@ pub async fn advertise_services(mut snapshots: Snapshots, node: String, speaker:
                 }
                 speaker.originate(delta.advertise, delta.withdraw).await;
             }
+            let now = ServicesView {
+                advertised: engine.advertised(),
+                rejections: engine.rejections(),
+            };
+            view.send_if_modified(|cur| {
+                if *cur == now {
+                    false
+                } else {
+                    *cur = now;
+                    true
+                }
+            });
         }
         if snapshots.changed().await.is_err() {
             break;

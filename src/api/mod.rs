@@ -38,6 +38,19 @@ pub enum ApiError {
     Status(#[from] tonic::Status),
 }
 
+/// Everything the API reports on: the owners of state, read at each request.
+#[derive(Clone)]
+pub struct Sources {
+    /// This node's name.
+    pub node_name: String,
+    pub speaker: SpeakerHandle,
+    pub dataplane: Option<(DataplaneHandle, DataplaneConfig)>,
+    /// IPAM (also serves `petrel-ipam`).
+    pub ipam: Option<std::sync::Arc<dyn ipam::IpamBackend>>,
+    /// What the service engine advertises and rejects.
+    pub services: Option<tokio::sync::watch::Receiver<crate::agent::ServicesView>>,
+}
+
 struct Service {
     speaker: SpeakerHandle,
     dataplane: Option<(DataplaneHandle, DataplaneConfig)>,
@@ -119,11 +132,15 @@ impl pb::agent_server::Agent for Service {
 /// Serve the API on `path` until `shutdown`; removes a stale socket first.
 pub async fn serve(
     path: PathBuf,
-    speaker: SpeakerHandle,
-    dataplane: Option<(DataplaneHandle, DataplaneConfig)>,
-    ipam: Option<std::sync::Arc<dyn ipam::IpamBackend>>,
+    sources: Sources,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
+    let Sources {
+        speaker,
+        dataplane,
+        ipam,
+        ..
+    } = sources;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| ApiError::Bind {
             path: path.clone(),
