@@ -21,6 +21,7 @@ mod cni_conf;
 mod compose;
 mod ipam_backend;
 mod pipeline;
+mod status_report;
 
 pub use pipeline::ServicesView;
 
@@ -94,7 +95,12 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen for metrics on {addr}"))?,
         ),
     };
-    let (snapshots, datastore_task, store) = open_datastore(&opts).await?;
+    let Datastore {
+        snapshots,
+        task: datastore_task,
+        store,
+        client,
+    } = open_datastore(&opts).await?;
     let shutdown = CancellationToken::new();
     let (base_config, resolver) =
         crate::datastore::resolve_snapshots(snapshots.clone(), node.clone());
@@ -131,6 +137,13 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         ipam: ipam.clone(),
         config: ipam_config,
     });
+    // With Kubernetes, the node's status goes to its PetrelNode object.
+    let status_tasks = client.map(|client| {
+        let (tx, rx) = tokio::sync::watch::channel(crate::k8s::NodeStatusReport::default());
+        let reporter = tokio::spawn(status_report::run(speaker.clone(), backend.clone(), tx));
+        let writer = crate::k8s::spawn_status_writer(client, node.clone(), rx);
+        [reporter, writer]
+    });
     let api = tokio::spawn(crate::api::serve(
         opts.api_socket.clone(),
         crate::api::Sources {
@@ -163,6 +176,9 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     ] {
         task.abort();
     }
+    for task in status_tasks.iter().flatten() {
+        task.abort();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(5), speaker_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), fib_task).await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), api).await {
@@ -192,10 +208,18 @@ const FILE_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 type Snapshots = tokio::sync::watch::Receiver<Option<Arc<crate::datastore::Snapshot>>>;
 
+/// A running configuration source.
+struct Datastore {
+    snapshots: Snapshots,
+    task: tokio::task::JoinHandle<()>,
+    /// The IPAM store that goes with it.
+    store: Arc<dyn IpamStore>,
+    /// The API client, with the Kubernetes datastore.
+    client: Option<kube::Client>,
+}
+
 /// Starts the configuration source and opens the IPAM store that goes with it.
-async fn open_datastore(
-    opts: &AgentOptions,
-) -> anyhow::Result<(Snapshots, tokio::task::JoinHandle<()>, Arc<dyn IpamStore>)> {
+async fn open_datastore(opts: &AgentOptions) -> anyhow::Result<Datastore> {
     match &opts.datastore {
         DatastoreSpec::File(dir) => {
             if !dir.is_dir() {
@@ -205,8 +229,14 @@ async fn open_datastore(
             info!(node = %opts.node_name, datastore = %dir.display(), ipam = %ipam_dir.display(), "petrel agent starting");
             let store = crate::ipam::file_store::FileStore::open(&ipam_dir)
                 .with_context(|| format!("IPAM directory {}", ipam_dir.display()))?;
-            let (rx, task) = crate::datastore::watch_snapshots(dir.clone(), FILE_POLL_INTERVAL);
-            Ok((rx, task, Arc::new(store)))
+            let (snapshots, task) =
+                crate::datastore::watch_snapshots(dir.clone(), FILE_POLL_INTERVAL);
+            Ok(Datastore {
+                snapshots,
+                task,
+                store: Arc::new(store),
+                client: None,
+            })
         }
         DatastoreSpec::Kubernetes => {
             let client = kube_client(opts.kubeconfig.as_deref()).await?;
@@ -215,8 +245,13 @@ async fn open_datastore(
             kopts.namespace = opts.namespace.clone();
             kopts.cache_file = opts.cache_file.clone();
             let store = crate::datastore::kube::ipam::KubeIpamStore::new(client.clone());
-            let (rx, task) = crate::datastore::kube::watch(client, kopts);
-            Ok((rx, task, Arc::new(store)))
+            let (snapshots, task) = crate::datastore::kube::watch(client.clone(), kopts);
+            Ok(Datastore {
+                snapshots,
+                task,
+                store: Arc::new(store),
+                client: Some(client),
+            })
         }
     }
 }
