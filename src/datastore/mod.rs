@@ -63,6 +63,17 @@ pub struct Snapshot {
     pub endpoint_slices: Vec<EndpointSlice>,
 }
 
+/// Parses and validates the text of one manifest file named `name`, as
+/// [`load_dir`] does for each file of a directory (used by the fuzz targets
+/// and by tools that read manifests from elsewhere).
+pub fn parse_manifest(name: &str, content: &str) -> Result<Snapshot, DatastoreError> {
+    let file = load::SourceFile {
+        name: name.to_string(),
+        content: content.to_string(),
+    };
+    load::parse_files(&[file], Vec::new())
+}
+
 /// Loads and validates every manifest in `dir`. Collects all the errors it
 /// can find (in every file) rather than stopping at the first.
 pub fn load_dir(dir: &Path) -> Result<Snapshot, DatastoreError> {
