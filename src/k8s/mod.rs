@@ -19,9 +19,9 @@ mod bgp_configuration;
 mod bgp_filter;
 mod bgp_peer;
 mod duration;
-mod node_status;
 mod ip_pool;
 mod ipam_objects;
+mod node_status;
 
 pub use bgp_configuration::{
     BGPConfiguration, BgpConfigurationSpec, BindModeSpec, CidrBlock, CommunityName,
@@ -36,11 +36,6 @@ pub use bgp_peer::{
     AddressFamilySpec, BGPPeer, BgpPeerSpec, NextHopModeSpec, PeerIp, ReversePeering, SourceAddress,
 };
 pub use duration::{DurationError, KubeDuration, parse_go_duration};
-pub use node_status::{
-    BlockReport, BlockStatus, ConditionReport, FIELD_MANAGER, NodeStatusReport, PeerReport,
-    PeerStatus, PetrelNode, PetrelNodeSpec, PetrelNodeStatus, StatusCondition, StatusError,
-    StatusWriterOptions, build_status, spawn_status_writer, spawn_status_writer_with,
-};
 pub use ip_pool::{
     AllowedUse, AssignmentMode, BLOCK_SIZE_RANGE_V4, BLOCK_SIZE_RANGE_V6, DEFAULT_BLOCK_SIZE_V4,
     DEFAULT_BLOCK_SIZE_V6, EncapsulationMode, IPPool, IpPoolSpec, PoolOverlap, check_pool_overlaps,
@@ -50,6 +45,11 @@ pub use ipam_objects::{
     AFFINITY_HOST_PREFIX, AffinityState, BlockAffinity, BlockAffinitySpec, BlockAllocation,
     BlockState, IPAMBlock, IpamBlockSpec, RESERVED_GATEWAY, ReservedAddress, affinity_for,
     affinity_name, affinity_node, allocation_key, block_name, is_valid_object_name,
+};
+pub use node_status::{
+    BlockReport, BlockStatus, ConditionReport, FIELD_MANAGER, NodeStatusReport, PeerReport,
+    PeerStatus, PetrelNode, PetrelNodeSpec, PetrelNodeStatus, StatusCondition, StatusError,
+    StatusWriterOptions, build_status, spawn_status_writer, spawn_status_writer_with,
 };
 
 use crate::datastore::resolved::Community;
@@ -146,6 +146,9 @@ pub fn crd_manifests() -> String {
         BGPConfiguration::crd(),
         BGPPeer::crd(),
         BGPFilter::crd(),
+        IPPool::crd(),
+        IPAMBlock::crd(),
+        BlockAffinity::crd(),
         PetrelNode::crd(),
     ];
     let body = serde_saphyr::to_string_multiple(&crds)
