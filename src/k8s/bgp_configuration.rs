@@ -28,7 +28,10 @@ use std::fmt;
     printcolumn = r#"{"name":"ASN","type":"integer","jsonPath":".spec.asNumber"}"#,
     printcolumn = r#"{"name":"Mesh","type":"boolean","jsonPath":".spec.nodeToNodeMeshEnabled"}"#,
     printcolumn = r#"{"name":"Port","type":"integer","jsonPath":".spec.listenPort"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("self.metadata.name == 'default'")
+        .message("metadata.name must be \"default\": petrel supports only the BGPConfiguration named default (per-node configurations are not; use petrel.dev/* annotations on the Node)")
+        .reason(Reason::FieldValueInvalid)
 )]
 #[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
 #[x_kube(validation = Rule::new("!has(self.nodeMeshPassword) || !has(self.nodeToNodeMeshEnabled) || self.nodeToNodeMeshEnabled")

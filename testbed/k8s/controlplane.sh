@@ -15,6 +15,9 @@
 #   testbed/k8s/controlplane.sh user NAME [GROUP...] [--dir DIR]
 #       writes a kubeconfig for a client-certificate user NAME in GROUPs
 #       (for RBAC tests, e.g. `user system:node:worker-1 system:nodes`), prints its path
+#   testbed/k8s/controlplane.sh apiserver kill|stop|start [--dir DIR]
+#       an API server outage: kill (SIGKILL) or stop it, then start it again
+#       with the same flags and port (etcd and its data stay)
 #   testbed/k8s/controlplane.sh build                  builds/caches the binaries, prints their dir
 #   testbed/k8s/controlplane.sh kubectl                prints the kubectl to use
 #
@@ -161,13 +164,25 @@ current-context: $user@petrel-test
 EOF
 }
 
+# alive PID: whether PID runs (a zombie whose parent has not reaped it yet
+# counts as gone).
+alive() {
+    [[ -n $1 && -r /proc/$1/stat ]] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null
+}
+
+# ours PID: whether PID is a live process of this control plane (its command
+# line names DIR), so a stale pid file never ends an unrelated process.
+ours() {
+    alive "$1" && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$DIR"
+}
+
 stop_pid() {
     local pidfile=$1 pid
     [[ -f $pidfile ]] || return 0
     pid=$(cat "$pidfile")
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+    if ours "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        for _ in $(seq 50); do alive "$pid" || break; sleep 0.2; done
         kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$pidfile"
@@ -193,7 +208,7 @@ wait_ready() {
     local port=$1 deadline=$(($(date +%s) + ${PETREL_K8S_START_TIMEOUT:-120}))
     while (($(date +%s) < deadline)); do
         for p in etcd kube-apiserver; do
-            kill -0 "$(cat "$DIR/$p.pid")" 2>/dev/null || {
+            alive "$(cat "$DIR/$p.pid")" || {
                 tail -n 30 "$DIR/logs/$p.log" >&2 || true
                 return 1
             }
@@ -211,8 +226,56 @@ wait_ready() {
     return 1
 }
 
+# launch_apiserver: starts kube-apiserver in the background with the ports in
+# DIR (also to restart it after `apiserver kill|stop`); appends to its log.
+launch_apiserver() {
+    local ep ap
+    ep=$(cat "$DIR/etcd.port")
+    ap=$(cat "$DIR/apiserver.port")
+    setsid "$APISERVER" \
+        --etcd-servers "http://127.0.0.1:$ep" \
+        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$ap" \
+        --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+        --client-ca-file "$PKI/ca.crt" \
+        --service-account-issuer https://kubernetes.default.svc \
+        --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+        --service-cluster-ip-range 10.0.0.0/24 --endpoint-reconciler-type none \
+        --authorization-mode RBAC --profiling=false --v "${PETREL_K8S_VERBOSITY:-1}" \
+        </dev/null >>"$DIR/logs/kube-apiserver.log" 2>&1 &
+    echo $! >"$DIR/kube-apiserver.pid"
+}
+
+# cmd_apiserver kill|stop|start: an API server outage for tests. `kill` is a
+# crash (SIGKILL), `stop` a clean shutdown; `start` brings it back with the
+# same flags, certificates and port, and waits until it is ready. etcd keeps
+# running, so no state is lost.
+cmd_apiserver() {
+    [[ -f $DIR/admin.kubeconfig ]] || die "no control plane in $DIR (run: $0 start)"
+    local pid
+    case ${1:-} in
+        kill)
+            pid=$(cat "$DIR/kube-apiserver.pid" 2>/dev/null || true)
+            if ours "$pid"; then
+                kill -KILL "$pid"
+                while alive "$pid"; do sleep 0.05; done
+            fi
+            rm -f "$DIR/kube-apiserver.pid"
+            ;;
+        stop) stop_pid "$DIR/kube-apiserver.pid" ;;
+        start)
+            pid=$(cat "$DIR/kube-apiserver.pid" 2>/dev/null || true)
+            if ours "$pid"; then
+                die "kube-apiserver already runs (pid $pid)"
+            fi
+            launch_apiserver
+            wait_ready "$(cat "$DIR/apiserver.port")" || die "kube-apiserver did not become ready (logs in $DIR/logs)"
+            ;;
+        *) die "usage: $0 apiserver kill|stop|start [--dir DIR]" ;;
+    esac
+}
+
 cmd_start() {
-    if [[ -f $DIR/controlplane ]] && [[ -f $DIR/kube-apiserver.pid ]] && kill -0 "$(cat "$DIR/kube-apiserver.pid")" 2>/dev/null; then
+    if [[ -f $DIR/controlplane ]] && [[ -f $DIR/kube-apiserver.pid ]] && ours "$(cat "$DIR/kube-apiserver.pid")"; then
         die "a control plane already runs in $DIR (stop it first)"
     fi
     if [[ -e $DIR && ! -f $DIR/controlplane ]] && [[ -n $(ls -A "$DIR" 2>/dev/null) ]]; then
@@ -249,17 +312,7 @@ cmd_start() {
             --unsafe-no-fsync --log-level warn \
             </dev/null >"$DIR/logs/etcd.log" 2>&1 &
         echo $! >"$DIR/etcd.pid"
-        setsid "$APISERVER" \
-            --etcd-servers "http://127.0.0.1:$ep" \
-            --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$ap" \
-            --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-            --client-ca-file "$PKI/ca.crt" \
-            --service-account-issuer https://kubernetes.default.svc \
-            --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-            --service-cluster-ip-range 10.0.0.0/24 --endpoint-reconciler-type none \
-            --authorization-mode RBAC --profiling=false --v "${PETREL_K8S_VERBOSITY:-1}" \
-            </dev/null >"$DIR/logs/kube-apiserver.log" 2>&1 &
-        echo $! >"$DIR/kube-apiserver.pid"
+        launch_apiserver
         if wait_ready "$ap"; then
             break
         fi
@@ -278,7 +331,7 @@ cmd_start() {
         # Stops the control plane when WATCH_PID exits (also when it is
         # killed), so a crashed test run leaves nothing behind.
         setsid bash -c '
-            while kill -0 "$1" 2>/dev/null; do sleep 1; done
+            while [[ -r /proc/$1/stat ]] && ! grep -q ") Z " "/proc/$1/stat" 2>/dev/null; do sleep 1; done
             PETREL_WATCHDOG_PID=$$ exec bash "$2" stop --dir "$3"
         ' watchdog "$WATCH_PID" "$HERE/controlplane.sh" "$DIR" </dev/null >"$DIR/logs/watchdog.log" 2>&1 &
         echo $! >"$DIR/watchdog.pid"
@@ -335,7 +388,8 @@ case $cmd in
     stop) cmd_stop ;;
     env) cmd_env ;;
     user) ((${#ARGS[@]})) || die "usage: $0 user NAME [GROUP...]"; cmd_user "${ARGS[@]}" ;;
+    apiserver) cmd_apiserver "${ARGS[@]}" ;;
     build) cmd_build ;;
     kubectl) kubectl_cmd ;;
-    *) die "unknown command $cmd (start|stop|env|user|build|kubectl)" ;;
+    *) die "unknown command $cmd (start|stop|env|user|apiserver|build|kubectl)" ;;
 esac

@@ -250,6 +250,67 @@ impl ControlPlane {
         ))
     }
 
+    /// Writes a kubeconfig holding a token of ServiceAccount
+    /// `namespace/name` (`kubectl create token`, valid for 24 hours) and
+    /// returns its path. With `bound_node`, the token is bound to that Node
+    /// object, so the API server reports the node's name in the user's extra
+    /// `authentication.kubernetes.io/node-name`, as for an agent's projected
+    /// token. The ServiceAccount (and the Node) must exist.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+        bound_node: Option<&str>,
+    ) -> anyhow::Result<PathBuf> {
+        let mut args = vec!["create", "token", name, "-n", namespace, "--duration=24h"];
+        if let Some(node) = bound_node {
+            args.extend_from_slice(&["--bound-object-kind", "Node", "--bound-object-name", node]);
+        }
+        let token = self.kubectl(&args)?;
+        let file = self.dir.join(format!(
+            "sa-{namespace}-{name}-{}.kubeconfig",
+            bound_node.unwrap_or("unbound")
+        ));
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: petrel-test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n    token: {}\ncontexts:\n- name: {name}@petrel-test\n  context:\n    cluster: petrel-test\n    user: {name}\ncurrent-context: {name}@petrel-test\n",
+            self.server,
+            self.dir.join("pki/ca.crt").display(),
+            token.trim()
+        );
+        std::fs::write(&file, config).with_context(|| format!("writing {}", file.display()))?;
+        Ok(file)
+    }
+
+    /// Kills kube-apiserver with SIGKILL, as a crash (etcd keeps running).
+    pub fn kill_apiserver(&self) -> anyhow::Result<()> {
+        self.apiserver("kill")
+    }
+
+    /// Stops kube-apiserver cleanly (SIGTERM; etcd keeps running).
+    pub fn stop_apiserver(&self) -> anyhow::Result<()> {
+        self.apiserver("stop")
+    }
+
+    /// Starts kube-apiserver again after [`Self::kill_apiserver`] or
+    /// [`Self::stop_apiserver`], with the same flags, certificates and port,
+    /// and waits until it is ready. Objects survive (they live in etcd).
+    pub fn start_apiserver(&self) -> anyhow::Result<()> {
+        self.apiserver("start")
+    }
+
+    fn apiserver(&self, action: &str) -> anyhow::Result<()> {
+        let dir = self.dir.to_string_lossy().into_owned();
+        let out = run_script(&["apiserver", action, "--dir", &dir])?;
+        if !out.status.success() {
+            bail!(
+                "controlplane.sh apiserver {action} failed: {}\n--- kube-apiserver log ---\n{}",
+                String::from_utf8_lossy(&out.stderr).trim_end(),
+                self.apiserver_log_tail(30)
+            );
+        }
+        Ok(())
+    }
+
     /// The last lines of the API server's log (for failure messages).
     pub fn apiserver_log_tail(&self, lines: usize) -> String {
         log_tail(&self.dir.join("logs/kube-apiserver.log"), lines)

@@ -242,19 +242,47 @@ fn object(kind: &str, name: &str, spec: &str) -> String {
     format!("apiVersion: petrel.dev/v1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n{spec}")
 }
 
+/// Objects that valid cases refer to (BGPFilters named in `filters`, the
+/// Secret of `nodeMeshPassword`), for petrel's loader, which checks
+/// references; the API server does not.
+const LOADER_CONTEXT: &str = "apiVersion: petrel.dev/v1\nkind: BGPFilter\nmetadata:\n  name: a\n---\n\
+    apiVersion: petrel.dev/v1\nkind: BGPFilter\nmetadata:\n  name: b\n---\n\
+    apiVersion: v1\nkind: Secret\nmetadata:\n  name: mesh\nstringData:\n  pw: secret\n";
+
 /// Checks that each `(spec, expected fragments)` case is rejected with an
-/// error naming the field, and that each valid spec is accepted.
+/// error naming the field, and that each valid spec is accepted, by the API
+/// server; and that petrel's own loader (the file datastore, and the agent's
+/// check of what it reads from the API server) comes to the same verdict.
 fn check_cases(kind: &str, valid: &[&str], invalid: &[(&str, &[&str])]) -> anyhow::Result<()> {
     let cp = cluster();
     let mut failures = Vec::new();
+    // Only the BGPConfiguration named "default" is valid; dry runs never
+    // store it, so all cases can use that name.
+    let name_of = |what: &str, i: usize| match kind {
+        "BGPConfiguration" => "default".to_owned(),
+        _ => format!("{}-{what}-{i}", kind.to_lowercase()),
+    };
     for (i, spec) in valid.iter().enumerate() {
-        let name = format!("{}-valid-{i}", kind.to_lowercase());
-        if let Err(e) = dry_run(cp, &object(kind, &name, spec)) {
+        let name = name_of("valid", i);
+        let yaml = object(kind, &name, spec);
+        if let Err(e) = dry_run(cp, &yaml) {
             failures.push(format!("valid {kind} rejected:\n{spec}\n=> {e}"));
+        }
+        // The loader also resolves references between objects.
+        let with_context = format!("{yaml}---\n{LOADER_CONTEXT}");
+        if let Err(e) = petrel::datastore::parse_manifest(&name, &with_context) {
+            failures.push(format!(
+                "valid {kind} rejected by petrel's loader:\n{spec}\n=> {e}"
+            ));
         }
     }
     for (i, (spec, fragments)) in invalid.iter().enumerate() {
-        let name = format!("{}-invalid-{i}", kind.to_lowercase());
+        let name = name_of("invalid", i);
+        if petrel::datastore::parse_manifest(&name, &object(kind, &name, spec)).is_ok() {
+            failures.push(format!(
+                "invalid {kind} accepted by petrel's loader:\n{spec}"
+            ));
+        }
         match dry_run(cp, &object(kind, &name, spec)) {
             Ok(()) => failures.push(format!("invalid {kind} accepted:\n{spec}")),
             Err(e) => {
@@ -372,10 +400,6 @@ fn bgppeer_validation_names_the_field() -> anyhow::Result<()> {
                 &["spec.maxPrefixes"],
             ),
             (
-                "peerIP: 10.0.0.1\nasNumber: 1\nfamilies: [IPv4, IPv4]",
-                &["spec.families", "Duplicate value"],
-            ),
-            (
                 "peerIP: 10.0.0.1\nasNumber: 1\nfilters: [\"\"]",
                 &["spec.filters[0]"],
             ),
@@ -390,6 +414,49 @@ fn bgppeer_validation_names_the_field() -> anyhow::Result<()> {
             ),
         ],
     )
+}
+
+/// Rules only the API server enforces: petrel's loader accepts these (it
+/// uses each family once), but the CRD keeps lists well-formed for
+/// server-side apply.
+#[test]
+fn bgppeer_list_types_are_enforced() -> anyhow::Result<()> {
+    let cp = cluster();
+    let e = dry_run(
+        cp,
+        &object(
+            "BGPPeer",
+            "duplicate-families",
+            "peerIP: 10.0.0.1\nasNumber: 1\nfamilies: [IPv4, IPv4]",
+        ),
+    )
+    .err()
+    .context("duplicate families accepted")?;
+    ensure!(
+        e.contains("spec.families[1]") && e.contains("Duplicate value"),
+        "{e}"
+    );
+    Ok(())
+}
+
+#[test]
+fn only_the_default_bgpconfiguration_is_accepted() -> anyhow::Result<()> {
+    let cp = cluster();
+    let yaml = object("BGPConfiguration", "node.worker-1", "asNumber: 65001");
+    let e = dry_run(cp, &yaml)
+        .err()
+        .context("BGPConfiguration node.worker-1 accepted")?;
+    ensure!(e.contains("metadata.name must be \"default\""), "{e}");
+    ensure!(
+        petrel::datastore::parse_manifest("node-config", &yaml).is_err(),
+        "petrel's loader accepts a BGPConfiguration not named default"
+    );
+    dry_run(
+        cp,
+        &object("BGPConfiguration", "default", "asNumber: 65001"),
+    )
+    .map_err(|e| anyhow::anyhow!("default rejected: {e}"))?;
+    Ok(())
 }
 
 #[test]
