@@ -54,6 +54,22 @@ fn poll(dir: &Path) -> Poll {
     }
 }
 
+/// The line to log for an error, or `None` when it is the error logged last
+/// (each distinct error is logged once, not at every poll).
+fn new_error(last: &mut Option<String>, text: String, have_config: bool) -> Option<String> {
+    if last.as_deref() == Some(text.as_str()) {
+        return None;
+    }
+    let kept = if have_config {
+        "keeping the last good configuration"
+    } else {
+        "no configuration yet"
+    };
+    let line = format!("{text} ({kept})");
+    *last = Some(text);
+    Some(line)
+}
+
 /// Watches `dir` (polling every `interval`, comparing content hashes) and
 /// publishes every valid [`Snapshot`] of its manifests. A change is published
 /// once the content has been stable for two polls. On error it logs the error
@@ -104,15 +120,9 @@ pub fn watch_snapshots(
                     tx.send_replace(Some(Arc::new(snapshot)));
                 }
                 Err(e) => {
-                    let text = e.to_string();
-                    if last_error.as_deref() != Some(text.as_str()) {
-                        let kept = if tx.borrow().is_some() {
-                            "keeping the last good configuration"
-                        } else {
-                            "no configuration yet"
-                        };
-                        tracing::error!(dir = %dir.display(), "{text} ({kept})");
-                        last_error = Some(text);
+                    let have = tx.borrow().is_some();
+                    if let Some(line) = new_error(&mut last_error, e.to_string(), have) {
+                        tracing::error!(dir = %dir.display(), "{line}");
                     }
                 }
             }
@@ -164,15 +174,9 @@ pub fn resolve_snapshots(
                         }
                     }
                     Err(e) => {
-                        let text = e.to_string();
-                        if last_error.as_deref() != Some(text.as_str()) {
-                            let kept = if tx.borrow().is_some() {
-                                "keeping the last good configuration"
-                            } else {
-                                "no configuration yet"
-                            };
-                            tracing::error!(node = node_name.as_str(), "{text} ({kept})");
-                            last_error = Some(text);
+                        let have = tx.borrow().is_some();
+                        if let Some(line) = new_error(&mut last_error, e.to_string(), have) {
+                            tracing::error!(node = node_name.as_str(), "{line}");
                         }
                     }
                 }
