@@ -32,6 +32,21 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Subcommand)]
+enum IpamCommand {
+    /// Pools, this node's blocks (and other nodes'), allocations.
+    Show {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Check that every allocation is in a confirmed block of this node, no
+    /// address is allocated twice and no gateway is allocated; fails if not.
+    Check {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -102,17 +117,69 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
-    /// Show the routes in a running agent's RIB.
+    /// Show routes: the Loc-RIB (every path, why it lost), per peer the
+    /// routes received before import policy or advertised, or the kernel
+    /// routes petrel owns.
     Routes {
         /// Only routes for this prefix or address: the exact prefix and the
         /// prefixes covering it.
         #[arg(value_name = "PREFIX", value_parser = petrel::cli::parse_prefix)]
         prefix: Option<ipnet::IpNet>,
+        /// Only routes of this peer (address or configuration name).
+        #[arg(long, value_name = "ADDR")]
+        peer: Option<String>,
+        /// Routes received from peers, before import policy (Adj-RIB-In).
+        #[arg(long, group = "view")]
+        received: bool,
+        /// Routes advertised to peers (Adj-RIB-Out).
+        #[arg(long, group = "view")]
+        advertised: bool,
+        /// The kernel routes petrel owns.
+        #[arg(long, group = "view", conflicts_with = "peer")]
+        kernel: bool,
         /// Only this family: ipv4 or ipv6.
         #[arg(long)]
         family: Option<String>,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
+    },
+    /// Show pod address management: pools, blocks, allocations, or check
+    /// their consistency.
+    Ipam {
+        #[command(subcommand)]
+        command: IpamCommand,
+    },
+    /// Show the service prefixes advertised and the service addresses not
+    /// advertised, with the reason.
+    Services {
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Explain the path of one address: pool, block and owner, pod, Loc-RIB
+    /// route and peer, session, kernel route, service.
+    Explain {
+        #[arg(value_name = "IP")]
+        ip: std::net::IpAddr,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Follow session transitions and best-path changes as they happen.
+    Events {
+        /// Only session transitions, no route changes.
+        #[arg(long)]
+        sessions_only: bool,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// table: one line per event; json: one object per line.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Change the running agent's log filter, e.g. `debug` or
+    /// `info,petrel::bgp=debug`.
+    LogLevel {
+        #[arg(value_name = "FILTER")]
+        filter: String,
     },
     /// Show the kernel routes petrel manages: counts, next hops that do not
     /// resolve, conflicts with other protocols, kernel errors.
@@ -160,21 +227,35 @@ fn convert_calico(files: &[PathBuf]) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, fmt, reload};
     let filter = match level {
-        Some(l) => tracing_subscriber::EnvFilter::try_new(l)
-            .map_err(|e| format!("invalid --log-level {l:?}: {e}"))?,
-        None => tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        Some(l) => EnvFilter::try_new(l).map_err(|e| format!("invalid --log-level {l:?}: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    // The filter sits behind a reload layer so `petrel log-level` can
+    // replace it at run time (petrel::api::log).
+    let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let output = fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    let output = match format {
+        LogFormat::Text => output.boxed(),
+        LogFormat::Json => output.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .map_err(|e| format!("cannot install the logger: {e}"))?;
+    petrel::api::log::set_log_control(Box::new(move |new: &str| {
+        let f = EnvFilter::try_new(new).map_err(|e| format!("invalid log filter {new:?}: {e}"))?;
+        let previous = handle
+            .with_current(|cur| cur.to_string())
+            .map_err(|e| e.to_string())?;
+        handle.reload(f).map_err(|e| e.to_string())?;
+        Ok(previous)
+    }));
     Ok(())
 }
 
@@ -238,9 +319,47 @@ fn main() -> ExitCode {
             }
             Command::Routes {
                 prefix,
+                peer,
+                received,
+                advertised,
+                kernel,
                 family,
                 output,
-            } => Ok(petrel::cli::routes(&cli.api_socket, family, prefix, output).await?),
+            } => {
+                use petrel::cli::RouteView;
+                let view = match (received, advertised, kernel) {
+                    (true, _, _) => RouteView::Received,
+                    (_, true, _) => RouteView::Advertised,
+                    (_, _, true) => RouteView::Kernel,
+                    _ => RouteView::LocRib,
+                };
+                Ok(
+                    petrel::cli::routes(&cli.api_socket, view, peer, family, prefix, output)
+                        .await?,
+                )
+            }
+            Command::Ipam { command } => match command {
+                IpamCommand::Show { output } => {
+                    Ok(petrel::cli::ipam::show(&cli.api_socket, output).await?)
+                }
+                IpamCommand::Check { output } => {
+                    Ok(petrel::cli::ipam::check_cmd(&cli.api_socket, output).await?)
+                }
+            },
+            Command::Services { output } => {
+                Ok(petrel::cli::services(&cli.api_socket, output).await?)
+            }
+            Command::Explain { ip, output } => {
+                Ok(petrel::cli::explain::run(&cli.api_socket, ip, output).await?)
+            }
+            Command::Events {
+                sessions_only,
+                count,
+                output,
+            } => Ok(petrel::cli::events::run(&cli.api_socket, sessions_only, count, output).await?),
+            Command::LogLevel { filter } => {
+                Ok(petrel::cli::log_level(&cli.api_socket, filter).await?)
+            }
             Command::Dataplane { output } => {
                 Ok(petrel::cli::dataplane(&cli.api_socket, output).await?)
             }

@@ -10,6 +10,7 @@ use crate::ipam::{Allocation, AllocationStatus, IpamConfig, IpamError, IpamHandl
 use crate::k8s::BlockState;
 use ipnet::IpNet;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use tokio::sync::watch;
 
 /// Attribute keys stored with each allocation.
@@ -51,8 +52,10 @@ impl Backend {
         a.addresses
             .iter()
             .filter_map(|x| {
+                // The pod address with its block's prefix length (the API's
+                // contract; petrel-ipam widens it to cover the gateway).
                 Some(PodAddress {
-                    address: IpNet::new(x.address, x.prefix_len).ok()?,
+                    address: IpNet::new(x.address, x.block.prefix_len()).ok()?,
                     gateway: x.gateway,
                     block: x.block,
                     pool: self.pool_of(&x.block),
@@ -76,8 +79,9 @@ impl Backend {
     }
 
     /// Allocation infos from the status rows of released or current
-    /// allocations (one row per address), grouped by attachment.
-    fn group(&self, rows: &[AllocationStatus]) -> Vec<AllocationInfo> {
+    /// allocations (one row per address), grouped by attachment; `gateways`
+    /// are this node's gateway addresses (one per family).
+    fn group(&self, rows: &[AllocationStatus], gateways: &[IpAddr]) -> Vec<AllocationInfo> {
         let mut out: BTreeMap<(String, String), AllocationInfo> = BTreeMap::new();
         for r in rows {
             let entry = out
@@ -93,11 +97,16 @@ impl Backend {
                     netns: r.attributes.get(ATTR_NETNS).cloned().unwrap_or_default(),
                     addresses: vec![],
                 });
-            let host = if r.address.is_ipv4() { 32 } else { 128 };
-            if let Ok(address) = IpNet::new(r.address, host) {
+            let gateway = gateways
+                .iter()
+                .find(|g| g.is_ipv4() == r.address.is_ipv4())
+                .copied();
+            if let (Ok(address), Some(gateway)) =
+                (IpNet::new(r.address, r.block.prefix_len()), gateway)
+            {
                 entry.addresses.push(PodAddress {
                     address,
-                    gateway: r.address,
+                    gateway,
                     block: r.block,
                     pool: self.pool_of(&r.block),
                 });
@@ -105,6 +114,15 @@ impl Backend {
         }
         out.into_values().collect()
     }
+}
+
+/// This node's gateway addresses: those reserved in its own blocks.
+fn node_gateways(s: &crate::ipam::IpamStatus) -> Vec<IpAddr> {
+    s.blocks
+        .iter()
+        .filter(|b| b.owner == s.node)
+        .filter_map(|b| b.gateway)
+        .collect()
 }
 
 #[tonic::async_trait]
@@ -194,8 +212,9 @@ impl IpamBackend for Backend {
                 keep.push((r.container_id.clone(), r.ifname.clone()));
             }
         }
+        let gateways = node_gateways(&status);
         let released = self.ipam.gc(keep).await.map_err(map_err)?;
-        Ok(self.group(&released))
+        Ok(self.group(&released, &gateways))
     }
 
     async fn status(&self) -> Result<IpamStatusInfo, IpamBackendError> {
@@ -251,10 +270,10 @@ impl IpamBackend for Backend {
                 used: u64::try_from(b.used).unwrap_or(u64::MAX),
                 free: u64::try_from(b.free).unwrap_or(u64::MAX),
                 export: b.export,
-                gateway: None,
+                gateway: b.gateway,
             })
             .collect();
-        let allocations = self.group(&s.allocations);
+        let allocations = self.group(&s.allocations, &node_gateways(&s));
         let ready = !selected.is_empty();
         Ok(IpamStatusInfo {
             node: s.node.clone(),

@@ -124,6 +124,10 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         speaker.clone(),
         services_tx,
     ));
+    let backend: Arc<dyn crate::api::ipam::IpamBackend> = Arc::new(ipam_backend::Backend {
+        ipam: ipam.clone(),
+        config: ipam_config,
+    });
     let metrics = metrics_listener.map(|listener| {
         info!(listen = %opts.metrics_listen, "serving /metrics, /healthz and /readyz");
         let sources = crate::metrics::Sources {
@@ -131,11 +135,16 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             dataplane: Some(dataplane.clone()),
             config,
         };
-        tokio::spawn(crate::metrics::serve(listener, sources, shutdown.clone()))
-    });
-    let backend: Arc<dyn crate::api::ipam::IpamBackend> = Arc::new(ipam_backend::Backend {
-        ipam: ipam.clone(),
-        config: ipam_config,
+        let more = crate::metrics::MoreSources {
+            ipam: Some(backend.clone()),
+            services: Some(services_view.clone()),
+        };
+        tokio::spawn(crate::metrics::serve_with(
+            listener,
+            sources,
+            more,
+            shutdown.clone(),
+        ))
     });
     // With Kubernetes, the node's status goes to its PetrelNode object.
     let status_tasks = client.map(|client| {

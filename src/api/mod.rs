@@ -1,5 +1,8 @@
 //! gRPC management API (`proto/petrel/v1/*.proto`) served on a Unix socket, and
-//! the client the CLI uses. Status flows back to users only through here.
+//! the client the CLI uses. Status flows back to users only through here:
+//! sessions (RFC 4271 §8), the Loc-RIB and per-peer Adj-RIBs (RFC 4271
+//! §3.2), kernel routes ([`kernel`]), IPAM ([`ipam`]), service advertisement
+//! and the run-time log filter ([`log`]).
 
 use crate::bgp::speaker::SpeakerHandle;
 use crate::bgp::wire::Family;
@@ -13,6 +16,8 @@ pub mod pb {
 }
 
 pub mod ipam;
+pub mod kernel;
+pub mod log;
 
 /// Errors of the management API.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,115 @@ pub struct Sources {
 struct Service {
     speaker: SpeakerHandle,
     dataplane: Option<(DataplaneHandle, DataplaneConfig)>,
+    services: Option<tokio::sync::watch::Receiver<crate::agent::ServicesView>>,
+    /// Ends event streams when the server shuts down.
+    shutdown: CancellationToken,
+}
+
+/// The stream of `WatchEvents`.
+type EventStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::WatchEventsResponse, tonic::Status>> + Send>,
+>;
+
+/// Follows the speaker's events until `shutdown`; a receiver that fell
+/// behind gets one `dropped` event saying how many it lost.
+fn event_stream(
+    rx: tokio::sync::broadcast::Receiver<pb::WatchEventsResponse>,
+    sessions_only: bool,
+    shutdown: CancellationToken,
+) -> EventStream {
+    use pb::watch_events_response::Event;
+    use tokio::sync::broadcast::error::RecvError;
+    Box::pin(futures::stream::unfold(rx, move |mut rx| {
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                let next = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = shutdown.cancelled() => return None,
+                };
+                match next {
+                    Ok(ev) if sessions_only && matches!(ev.event, Some(Event::Route(_))) => {}
+                    Ok(ev) => return Some((Ok(ev), rx)),
+                    Err(RecvError::Lagged(n)) => {
+                        let time_unix_ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_millis() as u64)
+                            .unwrap_or(0);
+                        let ev = pb::WatchEventsResponse {
+                            time_unix_ms,
+                            event: Some(Event::Dropped(n)),
+                        };
+                        return Some((Ok(ev), rx));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    }))
+}
+
+/// Parses the `family` field of requests.
+fn parse_family(family: &str) -> Result<Option<Family>, tonic::Status> {
+    match family {
+        "" => Ok(None),
+        "ipv4" | "ipv4-unicast" => Ok(Some(Family::Ipv4Unicast)),
+        "ipv6" | "ipv6-unicast" => Ok(Some(Family::Ipv6Unicast)),
+        other => Err(tonic::Status::invalid_argument(format!(
+            "unknown family {other:?}: use ipv4 or ipv6"
+        ))),
+    }
+}
+
+/// Stable reason code of a service rejection (`ServiceRejection.reason`).
+pub fn reject_code(r: &crate::services::RejectReason) -> &'static str {
+    use crate::services::RejectReason as R;
+    match r {
+        R::InvalidAddress => "invalid-address",
+        R::NotEnabled => "not-enabled",
+        R::OutsideCidrs => "outside-cidrs",
+        R::NoReadyLocalEndpoint { .. } => "no-ready-local-endpoint",
+        R::NoReadyEndpoint { .. } => "no-ready-endpoint",
+        R::Headless => "headless",
+        R::NoClusterIp => "no-cluster-ip",
+        R::ExternalName => "external-name",
+        R::UnsupportedType(_) => "unsupported-type",
+        R::NotLoadBalancerType => "not-load-balancer-type",
+        R::HostnameOnly => "hostname-only",
+        R::ProxyIpMode => "proxy-ip-mode",
+        R::NodeExcluded => "node-excluded",
+    }
+}
+
+/// The API form of the service advertisement outcome.
+pub fn services_view(view: Option<&crate::agent::ServicesView>) -> pb::ListServicesResponse {
+    use crate::services::AddressKind;
+    let Some(v) = view else {
+        return pb::ListServicesResponse::default();
+    };
+    let mut advertised: Vec<_> = v.advertised.clone();
+    advertised.sort();
+    let mut rejections: Vec<_> = v.rejections.iter().collect();
+    rejections.sort();
+    pb::ListServicesResponse {
+        enabled: true,
+        advertised: advertised.iter().map(|p| p.to_string()).collect(),
+        rejections: rejections
+            .into_iter()
+            .map(|r| pb::ServiceRejection {
+                service: r.service.to_string(),
+                kind: match r.kind {
+                    AddressKind::ClusterIp => "cluster-ip",
+                    AddressKind::ExternalIp => "external-ip",
+                    AddressKind::LoadBalancerIp => "load-balancer-ip",
+                }
+                .to_string(),
+                address: r.address.clone(),
+                reason: reject_code(&r.reason).to_string(),
+                message: r.reason.describe(r.kind),
+            })
+            .collect(),
+    }
 }
 
 #[tonic::async_trait]
@@ -71,19 +185,96 @@ impl pb::agent_server::Agent for Service {
         &self,
         req: tonic::Request<pb::ListRoutesRequest>,
     ) -> Result<tonic::Response<pb::ListRoutesResponse>, tonic::Status> {
-        let family = match req.get_ref().family.as_str() {
-            "" => None,
-            "ipv4" | "ipv4-unicast" => Some(Family::Ipv4Unicast),
-            "ipv6" | "ipv6-unicast" => Some(Family::Ipv6Unicast),
-            other => {
-                return Err(tonic::Status::invalid_argument(format!(
-                    "unknown family {other:?}: use ipv4 or ipv6"
-                )));
-            }
-        };
+        let family = parse_family(&req.get_ref().family)?;
         Ok(tonic::Response::new(pb::ListRoutesResponse {
             routes: self.speaker.routes(family).await,
         }))
+    }
+
+    async fn list_peer_routes(
+        &self,
+        req: tonic::Request<pb::ListPeerRoutesRequest>,
+    ) -> Result<tonic::Response<pb::ListPeerRoutesResponse>, tonic::Status> {
+        let r = req.into_inner();
+        let family = parse_family(&r.family)?;
+        let received = match pb::RibDirection::try_from(r.direction) {
+            Ok(pb::RibDirection::Received) => true,
+            Ok(pb::RibDirection::Advertised) => false,
+            _ => {
+                return Err(tonic::Status::invalid_argument(
+                    "direction must be RIB_DIRECTION_RECEIVED or RIB_DIRECTION_ADVERTISED",
+                ));
+            }
+        };
+        let peer = (!r.peer.is_empty()).then_some(r.peer);
+        Ok(tonic::Response::new(pb::ListPeerRoutesResponse {
+            routes: self.speaker.peer_routes(peer, received, family).await,
+        }))
+    }
+
+    async fn list_kernel_routes(
+        &self,
+        req: tonic::Request<pb::ListKernelRoutesRequest>,
+    ) -> Result<tonic::Response<pb::ListKernelRoutesResponse>, tonic::Status> {
+        let r = req.into_inner();
+        let family = parse_family(&r.family)?;
+        let lookup = match r.lookup.as_str() {
+            "" => None,
+            s => Some(s.parse::<std::net::IpAddr>().map_err(|_| {
+                tonic::Status::invalid_argument(format!("lookup {s:?} is not an IP address"))
+            })?),
+        };
+        let Some((_, config)) = &self.dataplane else {
+            return Err(tonic::Status::unavailable(
+                "this agent runs without a dataplane",
+            ));
+        };
+        kernel::list(config.table, config.protocol, family, lookup)
+            .await
+            .map(tonic::Response::new)
+            .map_err(tonic::Status::unavailable)
+    }
+
+    async fn list_services(
+        &self,
+        _req: tonic::Request<pb::ListServicesRequest>,
+    ) -> Result<tonic::Response<pb::ListServicesResponse>, tonic::Status> {
+        let view = self.services.as_ref().map(|rx| rx.borrow().clone());
+        Ok(tonic::Response::new(services_view(view.as_ref())))
+    }
+
+    async fn set_log_level(
+        &self,
+        req: tonic::Request<pb::SetLogLevelRequest>,
+    ) -> Result<tonic::Response<pb::SetLogLevelResponse>, tonic::Status> {
+        let filter = req.into_inner().filter;
+        match log::set_filter(&filter) {
+            None => Err(tonic::Status::unimplemented(
+                "this agent's logging cannot be changed at run time",
+            )),
+            Some(Err(e)) => Err(tonic::Status::invalid_argument(e)),
+            Some(Ok(previous)) => {
+                tracing::info!(%previous, current = %filter, "log filter changed");
+                Ok(tonic::Response::new(pb::SetLogLevelResponse {
+                    previous,
+                    current: filter,
+                }))
+            }
+        }
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        req: tonic::Request<pb::WatchEventsRequest>,
+    ) -> Result<tonic::Response<EventStream>, tonic::Status> {
+        let sessions_only = req.into_inner().sessions_only;
+        Ok(tonic::Response::new(event_stream(
+            self.speaker.subscribe(),
+            sessions_only,
+            self.shutdown.clone(),
+        )))
     }
 
     async fn get_dataplane(
@@ -139,6 +330,7 @@ pub async fn serve(
         speaker,
         dataplane,
         ipam,
+        services,
         ..
     } = sources;
     if let Some(dir) = path.parent() {
@@ -168,6 +360,8 @@ pub async fn serve(
         .add_service(pb::agent_server::AgentServer::new(Service {
             speaker,
             dataplane,
+            services,
+            shutdown: shutdown.clone(),
         }))
         .add_optional_service(ipam.map(ipam::service))
         .serve_with_incoming_shutdown(
@@ -199,4 +393,88 @@ pub async fn connect(
             source,
         })?;
     Ok(pb::agent_client::AgentClient::new(channel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::{AddressKind, IpFamily, ObjectKey, RejectReason, Rejection};
+
+    #[test]
+    fn services_view_sorts_and_names_reasons() {
+        let view = crate::agent::ServicesView {
+            advertised: vec![
+                "10.96.0.0/12".parse().unwrap(),
+                "10.0.0.5/32".parse().unwrap(),
+            ],
+            rejections: vec![Rejection {
+                service: ObjectKey::new("default", "lb"),
+                kind: AddressKind::LoadBalancerIp,
+                address: "192.0.2.10".into(),
+                reason: RejectReason::NoReadyLocalEndpoint {
+                    family: IpFamily::V4,
+                },
+            }],
+        };
+        let r = services_view(Some(&view));
+        assert!(r.enabled);
+        assert_eq!(r.advertised, vec!["10.0.0.5/32", "10.96.0.0/12"]);
+        let x = &r.rejections[0];
+        assert_eq!(x.service, "default/lb");
+        assert_eq!(x.kind, "load-balancer-ip");
+        assert_eq!(x.reason, "no-ready-local-endpoint");
+        assert!(
+            x.message.contains("no ready IPv4 endpoint"),
+            "{}",
+            x.message
+        );
+        assert!(!services_view(None).enabled);
+    }
+
+    #[tokio::test]
+    async fn event_stream_filters_reports_drops_and_ends_on_shutdown() {
+        use futures::StreamExt;
+        use pb::watch_events_response::Event;
+        let (tx, rx) = tokio::sync::broadcast::channel(2);
+        let shutdown = CancellationToken::new();
+        let mut s = event_stream(rx, true, shutdown.clone());
+        let route = |p: &str| pb::WatchEventsResponse {
+            time_unix_ms: 1,
+            event: Some(Event::Route(pb::RouteChange {
+                prefix: p.into(),
+                ..Default::default()
+            })),
+        };
+        let session = pb::WatchEventsResponse {
+            time_unix_ms: 2,
+            event: Some(Event::Session(pb::SessionTransition {
+                peer: "mesh/node2".into(),
+                ..Default::default()
+            })),
+        };
+        // Three sends into a backlog of two: the first is lost.
+        tx.send(session.clone()).unwrap();
+        tx.send(route("10.0.0.0/24")).unwrap();
+        tx.send(session.clone()).unwrap();
+        let first = s.next().await.unwrap().unwrap();
+        assert_eq!(first.event, Some(Event::Dropped(1)));
+        // The route change is skipped (sessions only).
+        assert_eq!(s.next().await.unwrap().unwrap(), session);
+        shutdown.cancel();
+        assert!(s.next().await.is_none());
+    }
+
+    #[test]
+    fn families_parse_or_are_rejected() {
+        assert_eq!(parse_family("").unwrap(), None);
+        assert_eq!(parse_family("ipv6").unwrap(), Some(Family::Ipv6Unicast));
+        assert_eq!(
+            parse_family("ipv4-unicast").unwrap(),
+            Some(Family::Ipv4Unicast)
+        );
+        assert_eq!(
+            parse_family("l2vpn").unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
 }

@@ -1,11 +1,20 @@
-//! The command-line client: `petrel peers`, `routes`, `dataplane` and
-//! `status` are thin clients of the management API that print a table, JSON
-//! or YAML; `petrel convert-calico` translates Calico manifests ([`convert`]).
-//! Related RFCs: RFC 4271 §8 (the session states shown).
+//! The command-line client: `petrel peers`, `routes`, `dataplane`,
+//! `status`, `services`, `ipam` ([`ipam`]), `explain` ([`explain`]) and
+//! `log-level` are thin clients of the management API that print a table,
+//! JSON or YAML; `petrel convert-calico` translates Calico manifests
+//! ([`convert`]). Related RFCs: RFC 4271 §8 (the session states shown),
+//! §3.2 (Adj-RIB-In, Loc-RIB, Adj-RIB-Out).
 
 pub mod convert;
-mod status;
+pub mod events;
+pub mod explain;
+pub mod ipam;
+mod routes;
+pub(crate) mod status;
 
+pub use routes::{
+    RouteView, kernel_routes_text, log_level, peer_routes_text, routes, services, services_text,
+};
 pub use status::{status, status_text};
 
 use crate::api::{self, ApiError, pb};
@@ -18,6 +27,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
     Table,
+    /// The table with more columns.
+    Wide,
     Json,
     Yaml,
 }
@@ -36,6 +47,12 @@ pub enum CliError {
     NoPeer(String),
     #[error("no route for {0}")]
     NoRoute(IpNet),
+    #[error("this agent runs without IPAM")]
+    NoIpam,
+    #[error("IPAM check found {0} problem(s)")]
+    Inconsistent(usize),
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot encode {format}: {reason}")]
     Encode {
         format: &'static str,
@@ -108,9 +125,10 @@ pub(crate) fn uptime(state: &str, secs: u64) -> String {
     format!("{}h{:02}m{:02}s", secs / 3600, (secs / 60) % 60, secs % 60)
 }
 
-/// Render peers as a table.
-pub fn peers_table(peers: &[pb::Peer]) -> String {
-    let mut t = table(&[
+/// Render peers as a table; `wide` adds the router id, hold time,
+/// families, message counters, session flaps and the last NOTIFICATION.
+pub fn peers_table(peers: &[pb::Peer], wide: bool) -> String {
+    let mut header = vec![
         "PEER",
         "ADDRESS",
         "AS",
@@ -120,9 +138,21 @@ pub fn peers_table(peers: &[pb::Peer]) -> String {
         "ACCEPTED",
         "SENT",
         "LAST ERROR",
-    ]);
+    ];
+    if wide {
+        header.extend([
+            "LOCAL AS",
+            "ROUTER ID",
+            "HOLD",
+            "FAMILIES",
+            "MSGS IN/OUT",
+            "ESTABLISHED",
+            "LAST NOTIFICATION",
+        ]);
+    }
+    let mut t = table(&header);
     for p in peers {
-        t.add_row(vec![
+        let mut row = vec![
             p.name.clone(),
             p.address.clone(),
             p.peer_as.to_string(),
@@ -132,14 +162,31 @@ pub fn peers_table(peers: &[pb::Peer]) -> String {
             p.prefixes_accepted.to_string(),
             p.prefixes_advertised.to_string(),
             p.last_error.clone(),
-        ]);
+        ];
+        if wide {
+            row.extend([
+                p.local_as.to_string(),
+                p.peer_router_id.clone(),
+                if p.hold_time > 0 {
+                    format!("{}s", p.hold_time)
+                } else {
+                    String::new()
+                },
+                p.families.join(","),
+                format!("{}/{}", p.messages_received, p.messages_sent),
+                p.established_transitions.to_string(),
+                p.last_notification.clone(),
+            ]);
+        }
+        t.add_row(row);
     }
     t.to_string()
 }
 
-/// Render routes as a table.
-pub fn routes_table(routes: &[pb::Route]) -> String {
-    let mut t = table(&[
+/// Render Loc-RIB routes as a table; `wide` adds ORIGIN and the large
+/// communities in their own column.
+pub fn routes_table(routes: &[pb::Route], wide: bool) -> String {
+    let mut header = vec![
         "",
         "PREFIX",
         "NEXT HOP",
@@ -149,15 +196,22 @@ pub fn routes_table(routes: &[pb::Route]) -> String {
         "MED",
         "COMMUNITIES",
         "NOT BEST BECAUSE",
-    ]);
+    ];
+    if wide {
+        header.extend(["ORIGIN", "LARGE COMMUNITIES"]);
+    }
+    let mut t = table(&header);
     for r in routes {
-        let comms: Vec<String> = r
-            .communities
-            .iter()
-            .chain(&r.large_communities)
-            .cloned()
-            .collect();
-        t.add_row(vec![
+        let comms: Vec<String> = if wide {
+            r.communities.clone()
+        } else {
+            r.communities
+                .iter()
+                .chain(&r.large_communities)
+                .cloned()
+                .collect()
+        };
+        let mut row = vec![
             if r.best { "*".into() } else { String::new() },
             r.prefix.clone(),
             if r.next_hop.is_empty() {
@@ -179,7 +233,11 @@ pub fn routes_table(routes: &[pb::Route]) -> String {
             },
             comms.join(" "),
             r.reason.clone(),
-        ]);
+        ];
+        if wide {
+            row.extend([r.origin.clone(), r.large_communities.join(" ")]);
+        }
+        t.add_row(row);
     }
     t.to_string()
 }
@@ -201,7 +259,7 @@ pub fn render<T: serde::Serialize>(
             format: "YAML",
             reason: e.to_string(),
         }),
-        Output::Table => Ok(text(value)),
+        Output::Table | Output::Wide => Ok(text(value)),
     }
 }
 
@@ -220,33 +278,10 @@ pub async fn peers(socket: &Path, query: Option<String>, out: Output) -> Result<
             return Err(CliError::NoPeer(q));
         }
     }
-    print!("{}", render(&peers, out, |p| peers_table(p) + "\n")?);
-    Ok(())
-}
-
-/// `petrel routes [PREFIX]`
-pub async fn routes(
-    socket: &Path,
-    family: Option<String>,
-    query: Option<IpNet>,
-    out: Output,
-) -> Result<(), CliError> {
-    let mut c = connect(socket).await?;
-    let mut routes = c
-        .list_routes(pb::ListRoutesRequest {
-            family: family.unwrap_or_default(),
-        })
-        .await
-        .map_err(ApiError::from)?
-        .into_inner()
-        .routes;
-    if let Some(q) = query {
-        routes = filter_routes(routes, &q);
-        if routes.is_empty() {
-            return Err(CliError::NoRoute(q));
-        }
-    }
-    print!("{}", render(&routes, out, |r| routes_table(r) + "\n")?);
+    print!(
+        "{}",
+        render(&peers, out, |p| peers_table(p, out == Output::Wide) + "\n")?
+    );
     Ok(())
 }
 

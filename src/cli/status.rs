@@ -1,6 +1,7 @@
 //! `petrel status`: a one-screen summary of a running agent in the manner of
 //! `calicoctl node status`: sessions per state (RFC 4271 §8.2.2), a compact
-//! peer table and the kernel route programming summary.
+//! peer table, the kernel route programming summary, this node's IPAM
+//! blocks and the service advertisement counts.
 
 use super::{CliError, connect, table, uptime};
 use crate::api::{ApiError, pb};
@@ -99,8 +100,58 @@ pub fn status_text(node: Option<&str>, peers: &[pb::Peer], d: &pb::Dataplane) ->
     out
 }
 
+/// The IPAM and service lines of the summary (each when the agent serves it).
+pub fn extras_text(
+    ipam: Option<&pb::GetIpamStatusResponse>,
+    services: Option<&pb::ListServicesResponse>,
+) -> String {
+    let mut out = String::new();
+    if let Some(s) = ipam {
+        let mine: Vec<&str> = s
+            .blocks
+            .iter()
+            .filter(|b| b.owner_node == s.node)
+            .map(|b| b.cidr.as_str())
+            .collect();
+        out.push_str(&format!(
+            "IPAM: {}, {} {} of this node{}{}, {} pod {}\n",
+            if s.ready {
+                "ready".to_string()
+            } else {
+                format!("not ready ({})", s.not_ready_reason)
+            },
+            mine.len(),
+            if mine.len() == 1 { "block" } else { "blocks" },
+            if mine.is_empty() { "" } else { ": " },
+            mine.join(", "),
+            s.allocations.len(),
+            if s.allocations.len() == 1 {
+                "allocation"
+            } else {
+                "allocations"
+            }
+        ));
+        if !s.last_error.is_empty() {
+            out.push_str(&format!("  last IPAM error: {}\n", s.last_error));
+        }
+    }
+    if let Some(s) = services.filter(|s| s.enabled) {
+        out.push_str(&format!(
+            "Services: {} prefixes advertised, {} addresses not advertised{}\n",
+            s.advertised.len(),
+            s.rejections.len(),
+            if s.rejections.is_empty() {
+                ""
+            } else {
+                " (see `petrel services`)"
+            }
+        ));
+    }
+    out
+}
+
 /// `petrel status`; the node name comes from `NODE_NAME` when set (as in the
-/// DaemonSet), since the API does not report it.
+/// DaemonSet), else from the agent's IPAM status.
 pub async fn status(socket: &Path, node: Option<&str>) -> Result<(), CliError> {
     let mut c = connect(socket).await?;
     let peers = c
@@ -114,6 +165,15 @@ pub async fn status(socket: &Path, node: Option<&str>) -> Result<(), CliError> {
         .await
         .map_err(ApiError::from)?
         .into_inner();
+    // Optional parts: an agent without them still gets a summary.
+    let ipam = super::ipam::status(socket).await.ok();
+    let services = c
+        .list_services(pb::ListServicesRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner());
+    let node = node.or(ipam.as_ref().map(|s| s.node.as_str()));
     print!("{}", status_text(node, &peers, &d));
+    print!("{}", extras_text(ipam.as_ref(), services.as_ref()));
     Ok(())
 }

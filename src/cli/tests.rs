@@ -94,7 +94,7 @@ fn yaml_and_json_render_the_same_fields() {
     assert_eq!(from_yaml, from_json);
     assert_eq!(from_json[0]["address"], "10.0.0.2");
     assert_eq!(from_json[0]["state"], "Established");
-    let table = render(&peers, Output::Table, |p| peers_table(p)).unwrap();
+    let table = render(&peers, Output::Table, |p| peers_table(p, false)).unwrap();
     assert!(table.contains("1h02m03s"), "{table}");
 }
 
@@ -148,4 +148,212 @@ fn status_without_peers_and_with_dataplane_problems() {
     );
     assert!(s.contains("2 routes held by another protocol"), "{s}");
     assert!(!s.contains("rejected by the kernel"), "{s}");
+}
+
+fn peer_route(prefix: &str, accepted: bool, reason: &str) -> pb::PeerRoute {
+    pb::PeerRoute {
+        peer: "bgppeer/tor".into(),
+        peer_address: "10.0.1.2".into(),
+        prefix: prefix.into(),
+        next_hop: "10.0.1.2".into(),
+        as_path: vec![65000, 65010],
+        origin: "igp".into(),
+        has_med: true,
+        med: 7,
+        communities: vec!["65000:1".into()],
+        large_communities: vec!["65000:1:2".into()],
+        accepted,
+        reject_reason: reason.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn received_routes_show_the_import_verdict() {
+    let routes = vec![
+        peer_route("10.244.0.0/29", true, ""),
+        peer_route("0.0.0.0/0", false, "default route from an external peer"),
+    ];
+    let text = peer_routes_text(&routes, true, false);
+    assert!(text.contains("IMPORT"), "{text}");
+    assert!(text.contains("accepted"), "{text}");
+    assert!(
+        text.contains("rejected: default route from an external peer"),
+        "{text}"
+    );
+    assert!(
+        text.contains("65000 65010") && text.contains("65000:1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("PATH ID") && !text.contains("65000:1:2"),
+        "{text}"
+    );
+    let wide = peer_routes_text(&routes, true, true);
+    assert!(
+        wide.contains("PATH ID") && wide.contains("65000:1:2"),
+        "{wide}"
+    );
+    // Advertised routes have no import column.
+    let adv = peer_routes_text(&routes[..1], false, false);
+    assert!(
+        !adv.contains("IMPORT") && !adv.contains("accepted"),
+        "{adv}"
+    );
+    // JSON keeps the fields under their proto names.
+    let j = serde_json::to_value(&routes).unwrap();
+    assert_eq!(j[1]["accepted"], false);
+    assert_eq!(j[1]["reject_reason"], "default route from an external peer");
+    assert_eq!(j[0]["peer_address"], "10.0.1.2");
+}
+
+#[test]
+fn kernel_routes_render_next_hops_like_ip_route() {
+    let k = pb::ListKernelRoutesResponse {
+        table: 254,
+        protocol: 200,
+        routes: vec![
+            pb::KernelRoute {
+                prefix: "10.244.1.0/29".into(),
+                r#type: "unicast".into(),
+                next_hops: vec![
+                    pb::KernelNextHop {
+                        gateway: "10.0.1.2".into(),
+                        interface: "eth1".into(),
+                        weight: 1,
+                    },
+                    pb::KernelNextHop {
+                        gateway: "10.0.4.2".into(),
+                        interface: "eth2".into(),
+                        weight: 1,
+                    },
+                ],
+                protocol: 200,
+                owned: true,
+                metric: 0,
+            },
+            pb::KernelRoute {
+                prefix: "10.244.0.0/29".into(),
+                r#type: "blackhole".into(),
+                // As the kernel reports IPv6 blackholes.
+                next_hops: vec![pb::KernelNextHop {
+                    interface: "lo".into(),
+                    weight: 1,
+                    ..Default::default()
+                }],
+                protocol: 200,
+                owned: true,
+                ..Default::default()
+            },
+        ],
+    };
+    let text = kernel_routes_text(&k, false);
+    assert!(
+        text.starts_with("table 254, protocol 200: 2 routes"),
+        "{text}"
+    );
+    assert!(
+        text.contains("via 10.0.1.2 dev eth1 weight 1, via 10.0.4.2 dev eth2 weight 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("blackhole") && !text.contains("dev lo"),
+        "{text}"
+    );
+    assert!(!text.contains("METRIC"), "{text}");
+    assert!(kernel_routes_text(&k, true).contains("METRIC"));
+}
+
+#[test]
+fn services_list_advertised_and_rejected() {
+    let s = pb::ListServicesResponse {
+        enabled: true,
+        advertised: vec!["10.96.0.0/12".into(), "192.0.2.10/32".into()],
+        rejections: vec![pb::ServiceRejection {
+            service: "default/web".into(),
+            kind: "external-ip".into(),
+            address: "198.51.100.9".into(),
+            reason: "outside-cidrs".into(),
+            message: "not inside any serviceExternalIPs CIDR".into(),
+        }],
+    };
+    let text = services_text(&s);
+    assert!(
+        text.contains("2 service prefixes advertised: 10.96.0.0/12, 192.0.2.10/32"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 service addresses not advertised"),
+        "{text}"
+    );
+    assert!(
+        text.contains("default/web") && text.contains("not inside any serviceExternalIPs CIDR"),
+        "{text}"
+    );
+    assert!(services_text(&pb::ListServicesResponse::default()).contains("does not run"));
+}
+
+#[test]
+fn wide_peers_add_columns() {
+    let mut p = peer("mesh/node2", "10.0.0.2", "Established");
+    p.peer_router_id = "10.0.0.2".into();
+    p.hold_time = 90;
+    p.families = vec!["ipv4-unicast".into()];
+    p.messages_received = 12;
+    p.messages_sent = 9;
+    p.last_notification = "received Cease/Administrative Reset".into();
+    let narrow = peers_table(std::slice::from_ref(&p), false);
+    assert!(
+        !narrow.contains("ROUTER ID") && !narrow.contains("12/9"),
+        "{narrow}"
+    );
+    let wide = peers_table(&[p], true);
+    for needle in [
+        "ROUTER ID",
+        "90s",
+        "ipv4-unicast",
+        "12/9",
+        "Administrative Reset",
+    ] {
+        assert!(wide.contains(needle), "no {needle} in {wide}");
+    }
+}
+
+#[test]
+fn status_extras_summarise_ipam_and_services() {
+    let block = |cidr: &str, owner: &str| pb::IpamBlock {
+        cidr: cidr.into(),
+        owner_node: owner.into(),
+        ..Default::default()
+    };
+    let ipam = pb::GetIpamStatusResponse {
+        node: "node1".into(),
+        ready: true,
+        blocks: vec![
+            block("10.244.0.0/29", "node1"),
+            block("fd00:244::/122", "node1"),
+            block("10.244.0.8/29", "node2"),
+        ],
+        allocations: vec![pb::Allocation::default()],
+        ..Default::default()
+    };
+    let services = pb::ListServicesResponse {
+        enabled: true,
+        advertised: vec!["10.96.0.0/12".into()],
+        rejections: vec![pb::ServiceRejection::default()],
+    };
+    let text = status::extras_text(Some(&ipam), Some(&services));
+    assert!(
+        text.contains(
+            "IPAM: ready, 2 blocks of this node: 10.244.0.0/29, fd00:244::/122, 1 pod allocation"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Services: 1 prefixes advertised, 1 addresses not advertised (see `petrel services`)"
+        ),
+        "{text}"
+    );
+    assert_eq!(status::extras_text(None, None), "");
 }

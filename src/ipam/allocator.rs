@@ -54,6 +54,9 @@ pub struct BlockStatus {
     pub free: u128,
     pub reserved: usize,
     pub export: bool,
+    /// The pods' gateway reserved in this block (the node's first block of
+    /// each family has one).
+    pub gateway: Option<IpAddr>,
 }
 
 /// One allocation of this node in the status.
@@ -480,6 +483,7 @@ impl NodeIpam {
                     free: block::free_count(&b.spec),
                     reserved: b.spec.reserved.len(),
                     export: pool.is_none_or(|p| !p.disable_bgp_export),
+                    gateway: b.spec.gateway(),
                 }
             })
             .collect();

@@ -51,6 +51,7 @@ pub const BLOCK_SIZE_RANGE_V6: std::ops::RangeInclusive<u8> = 116..=128;
     printcolumn = r#"{"name":"Selector","type":"string","jsonPath":".spec.nodeSelector"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
 pub struct IpPoolSpec {
     /// The pool's prefix (RFC 4632 CIDR notation), e.g. `10.244.0.0/16`.
     #[schemars(schema_with = "super::cidr_schema")]

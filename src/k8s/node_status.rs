@@ -62,6 +62,7 @@ pub struct PetrelNodeSpec {}
 /// Status of a `PetrelNode`.
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
 pub struct PetrelNodeStatus {
     /// Version of the agent that wrote this status.
     #[serde(default)]
@@ -90,6 +91,7 @@ pub struct PetrelNodeStatus {
 /// One BGP peer of the node.
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
 pub struct PeerStatus {
     /// The peer's name (BGPPeer name, or `node-mesh-<node>` for the mesh).
     pub name: String,
@@ -112,6 +114,7 @@ pub struct PeerStatus {
 /// One IPAM block of the node.
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
 pub struct BlockStatus {
     pub cidr: String,
     /// `pending` or `confirmed`.
@@ -121,6 +124,7 @@ pub struct BlockStatus {
 /// A condition in the Kubernetes convention.
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Debug, Clone, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
 pub struct StatusCondition {
     /// `Ready`, `PeersEstablished`, ...
     #[serde(rename = "type")]
@@ -330,7 +334,14 @@ pub fn spawn_status_writer_with(
     tokio::spawn(async move {
         let api: Api<PetrelNode> = Api::all(client.clone());
         let node = node_name.as_str();
-        let mut written: Option<PetrelNodeStatus> = None;
+        // The status a previous run wrote: keeps the conditions' transition
+        // times across restarts (the first write happens regardless).
+        let mut written: Option<PetrelNodeStatus> = api
+            .get_opt(node)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|n| n.status);
         let mut last_write: Option<Instant> = None;
         let mut failing = false;
         let mut backoff = opts.min_interval;
@@ -354,7 +365,8 @@ pub fn spawn_status_writer_with(
             let report = rx.borrow_and_update().clone();
             let mut status = build_status(&report, written.as_ref(), SystemTime::now());
             let due_refresh = refresh_at.is_some_and(|at| Instant::now() >= at);
-            if !due_refresh && written.as_ref().is_some_and(|w| same_status(w, &status)) {
+            let unchanged = written.as_ref().is_some_and(|w| same_status(w, &status));
+            if last_write.is_some() && !due_refresh && unchanged {
                 continue;
             }
             status.last_update_time = rfc3339(SystemTime::now());

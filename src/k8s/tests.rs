@@ -509,11 +509,23 @@ fn daemonset_runs_the_agent_in_the_host_network() {
 }
 
 /// Kubernetes structural schemas need a `type` on every property and item
-/// schema, and `nullable` only next to a type.
+/// schema, and `nullable` only next to a type. A map is an object with
+/// `additionalProperties` (a schema) and no `properties`.
 fn assert_structural(schema: &serde_json::Value, at: &str) {
     assert!(schema.get("type").is_some(), "{at}: no type");
-    for key in ["anyOf", "allOf", "oneOf", "not", "additionalProperties"] {
+    for key in ["anyOf", "allOf", "oneOf", "not"] {
         assert!(schema.get(key).is_none(), "{at}: {key} is not allowed here");
+    }
+    if let Some(values) = schema.get("additionalProperties") {
+        assert!(
+            schema.get("properties").is_none(),
+            "{at}: additionalProperties next to properties"
+        );
+        assert!(
+            values.is_object(),
+            "{at}: additionalProperties must be a schema"
+        );
+        assert_structural(values, &format!("{at}{{}}"));
     }
     if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
         for (name, sub) in props {

@@ -57,7 +57,9 @@ impl Collector for Snapshot {
             u64::from(self.config_loaded),
         )?;
         self.encode_peers(&mut enc)?;
-        self.encode_dataplane(&mut enc)
+        self.encode_dataplane(&mut enc)?;
+        self.encode_ipam(&mut enc)?;
+        self.encode_services(&mut enc)
     }
 }
 
@@ -249,7 +251,12 @@ impl Snapshot {
     }
 }
 
-fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+pub(super) fn gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> fmt::Result {
     let m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     ConstGauge::new(value).encode(m)
 }

@@ -4,7 +4,8 @@
 //!
 //! - `/metrics`: the Prometheus text exposition format 0.0.4, per BGP peer
 //!   (RFC 4271 session state, RFC 4271 §3.2 Adj-RIB-In/Out prefix counts,
-//!   message and connection counters) and for the kernel dataplane;
+//!   message and connection counters), for the kernel dataplane, for IPAM
+//!   (pools, this node's blocks and allocations) and service advertisement;
 //! - `/healthz`: 200 while the agent's tasks (datastore watcher, speaker,
 //!   dataplane) run and answer, else 503 naming the ones that do not;
 //! - `/readyz`: 200 once healthy, a configuration for this node is loaded and
@@ -15,10 +16,12 @@
 //! task handles ([`Sources`]) and renders it.
 
 mod collector;
+mod extra;
 #[cfg(test)]
 mod tests;
 
 pub use collector::{CONTENT_TYPE, SESSION_STATES, render};
+pub use extra::{IpamState, MoreSources, ServicesCounts};
 
 use crate::api::pb;
 use crate::bgp::speaker::SpeakerHandle;
@@ -99,6 +102,9 @@ pub struct Snapshot {
     pub dataplane: DataplaneState,
     pub config_loaded: bool,
     pub watcher_running: bool,
+    pub ipam: IpamState,
+    /// `None` when the agent runs without service advertisement.
+    pub services: Option<ServicesCounts>,
 }
 
 impl Snapshot {
@@ -133,7 +139,20 @@ impl Snapshot {
             dataplane,
             config_loaded: sources.config.borrow().is_some(),
             watcher_running: sources.config.has_changed().is_ok(),
+            ipam: IpamState::Disabled,
+            services: None,
         }
+    }
+
+    /// [`Snapshot::take`], plus IPAM and service advertisement.
+    pub async fn take_all(sources: &Sources, more: &MoreSources) -> Snapshot {
+        let (mut snap, ipam) = tokio::join!(Snapshot::take(sources), extra::take_ipam(more));
+        snap.ipam = ipam;
+        snap.services = more
+            .services
+            .as_ref()
+            .map(|rx| ServicesCounts::of(&rx.borrow()));
+        snap
     }
 
     /// Liveness: `Err` lists the tasks that stopped or do not answer.
@@ -180,11 +199,16 @@ impl Snapshot {
 
 /// The HTTP routes, for [`serve`] and for tests.
 pub fn router(sources: Sources) -> Router {
+    router_with(sources, MoreSources::default())
+}
+
+/// [`router`] with IPAM and service advertisement metrics.
+pub fn router_with(sources: Sources, more: MoreSources) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(Arc::new(sources))
+        .with_state(Arc::new((sources, more)))
 }
 
 /// Serve the endpoints on `listener` until `shutdown` is cancelled.
@@ -193,22 +217,34 @@ pub async fn serve(
     sources: Sources,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(sources))
+    serve_with(listener, sources, MoreSources::default(), shutdown).await
+}
+
+/// [`serve`] with IPAM and service advertisement metrics.
+pub async fn serve_with(
+    listener: TcpListener,
+    sources: Sources,
+    more: MoreSources,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with(sources, more))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
 
-async fn metrics(State(sources): State<Arc<Sources>>) -> Response {
-    let body = render(&Snapshot::take(&sources).await);
+type Shared = Arc<(Sources, MoreSources)>;
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    let body = render(&Snapshot::take_all(&s.0, &s.1).await);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response()
 }
 
-async fn healthz(State(sources): State<Arc<Sources>>) -> Response {
-    check(Snapshot::take(&sources).await.health())
+async fn healthz(State(s): State<Shared>) -> Response {
+    check(Snapshot::take(&s.0).await.health())
 }
 
-async fn readyz(State(sources): State<Arc<Sources>>) -> Response {
-    check(Snapshot::take(&sources).await.readiness())
+async fn readyz(State(s): State<Shared>) -> Response {
+    check(Snapshot::take(&s.0).await.readiness())
 }
 
 fn check(result: Result<(), Vec<String>>) -> Response {

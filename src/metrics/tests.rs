@@ -61,6 +61,8 @@ fn snapshot() -> Snapshot {
         dataplane: DataplaneState::Status(status()),
         config_loaded: true,
         watcher_running: true,
+        ipam: IpamState::Disabled,
+        services: None,
     }
 }
 
@@ -178,6 +180,8 @@ fn stopped_tasks_are_reported_as_down_without_stale_values() {
         dataplane: DataplaneState::Unavailable("the dataplane task has stopped".into()),
         config_loaded: true,
         watcher_running: true,
+        ipam: IpamState::Disabled,
+        services: None,
     };
     let text = render(&snap);
     assert!(has(&text, "petrel_bgp_speaker_up 0"), "{text}");
@@ -217,6 +221,8 @@ fn health_names_every_stopped_task() {
         dataplane: DataplaneState::Unavailable("no answer within 3s".into()),
         config_loaded: true,
         watcher_running: false,
+        ipam: IpamState::Disabled,
+        services: None,
     };
     assert_eq!(
         snap.health(),
@@ -327,4 +333,109 @@ async fn routes_answer_from_live_handles() {
     assert!(body.contains("datastore watcher"), "{body}");
     let (_, _, body) = get(&app, "/metrics").await;
     assert!(has(&body, "petrel_bgp_speaker_up 0"), "{body}");
+}
+
+fn ipam_status() -> crate::api::ipam::IpamStatusInfo {
+    use crate::api::ipam::{BlockClaimState, BlockInfo, IpamStatusInfo, PoolInfo};
+    let block = |cidr: &str, owner: &str, state| BlockInfo {
+        cidr: cidr.parse().unwrap(),
+        pool: "pods-v4".into(),
+        owner_node: owner.into(),
+        state,
+        used: 2,
+        free: 5,
+        export: true,
+        gateway: None,
+    };
+    IpamStatusInfo {
+        node: "node1".into(),
+        ready: true,
+        pools: vec![PoolInfo {
+            name: "pods-v4".into(),
+            cidr: "10.244.0.0/16".parse().unwrap(),
+            block_size: 29,
+            disabled: false,
+            export: true,
+            selected: true,
+            blocks_total: 8192,
+            blocks_claimed: 3,
+            addresses_used: 2,
+            addresses_free: 5,
+        }],
+        blocks: vec![
+            block("10.244.0.0/29", "node1", BlockClaimState::Confirmed),
+            block("10.244.0.8/29", "node1", BlockClaimState::Pending),
+            block("10.244.0.16/29", "node2", BlockClaimState::Confirmed),
+        ],
+        allocations: vec![],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn ipam_series_per_pool_and_state() {
+    let snap = Snapshot {
+        ipam: IpamState::Status(ipam_status()),
+        ..snapshot()
+    };
+    let text = render(&snap);
+    for line in [
+        "petrel_ipam_up 1",
+        "petrel_ipam_ready 1",
+        "petrel_ipam_pool_blocks{pool=\"pods-v4\",cidr=\"10.244.0.0/16\"} 8192",
+        "petrel_ipam_pool_blocks_claimed{pool=\"pods-v4\",cidr=\"10.244.0.0/16\"} 3",
+        "petrel_ipam_pool_addresses_used{pool=\"pods-v4\",cidr=\"10.244.0.0/16\"} 2",
+        "petrel_ipam_pool_addresses_free{pool=\"pods-v4\",cidr=\"10.244.0.0/16\"} 5",
+        // Only this node's blocks; every state has a series.
+        "petrel_ipam_node_blocks{pool=\"pods-v4\",state=\"confirmed\"} 1",
+        "petrel_ipam_node_blocks{pool=\"pods-v4\",state=\"pending\"} 1",
+        "petrel_ipam_node_blocks{pool=\"pods-v4\",state=\"releasing\"} 0",
+        "petrel_ipam_allocations 0",
+    ] {
+        assert!(has(&text, line), "no {line:?} in\n{text}");
+    }
+    // Without IPAM: no series at all; unavailable: only `up 0`.
+    assert!(!render(&snapshot()).contains("petrel_ipam"));
+    let down = render(&Snapshot {
+        ipam: IpamState::Unavailable("starting".into()),
+        ..snapshot()
+    });
+    assert!(has(&down, "petrel_ipam_up 0"), "{down}");
+    assert!(!down.contains("petrel_ipam_ready"), "{down}");
+}
+
+#[test]
+fn services_series_count_prefixes_and_reasons() {
+    use crate::services::{AddressKind, IpFamily, ObjectKey, RejectReason, Rejection};
+    let rej = |addr: &str, reason| Rejection {
+        service: ObjectKey::new("default", "web"),
+        kind: AddressKind::ExternalIp,
+        address: addr.into(),
+        reason,
+    };
+    let view = crate::agent::ServicesView {
+        advertised: vec!["10.96.0.0/12".parse().unwrap()],
+        rejections: vec![
+            rej("198.51.100.1", RejectReason::OutsideCidrs),
+            rej("198.51.100.2", RejectReason::OutsideCidrs),
+            rej(
+                "198.51.100.3",
+                RejectReason::NoReadyLocalEndpoint {
+                    family: IpFamily::V4,
+                },
+            ),
+        ],
+    };
+    let text = render(&Snapshot {
+        services: Some(ServicesCounts::of(&view)),
+        ..snapshot()
+    });
+    for line in [
+        "petrel_services_advertised_prefixes 1",
+        "petrel_services_rejected_addresses{reason=\"outside-cidrs\"} 2",
+        "petrel_services_rejected_addresses{reason=\"no-ready-local-endpoint\"} 1",
+    ] {
+        assert!(has(&text, line), "no {line:?} in\n{text}");
+    }
+    assert!(!render(&snapshot()).contains("petrel_services"));
 }

@@ -360,6 +360,20 @@ async fn apiserver_outage_keeps_the_snapshot_and_the_cache_starts_a_node() {
     .await
     .unwrap();
     let before = rx.borrow().clone().unwrap();
+    // Every snapshot published from now on (outage, reconnect, possible
+    // relist) must still hold the peer: no flap.
+    let flaps = {
+        let mut rx = rx.clone();
+        let p1 = p1.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while rx.changed().await.is_ok() {
+                let snap = rx.borrow_and_update().clone();
+                seen.push(snap.as_deref().map(|s| (has_peer(s, &p1), s.peers.len())));
+            }
+            seen
+        })
+    };
 
     let args = blocking(|| kill_apiserver(&cp));
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -388,7 +402,7 @@ async fn apiserver_outage_keeps_the_snapshot_and_the_cache_starts_a_node() {
         (&mut rx, "the running watch"),
         (&mut rx2, "the cache-started watch"),
     ] {
-        let took = wait_for(rx, Duration::from_secs(45), "both peers", |s| {
+        let took = wait_for(rx, Duration::from_secs(20), "both peers", |s| {
             has_peer(s, &p1) && has_peer(s, &p2)
         })
         .await
@@ -397,6 +411,14 @@ async fn apiserver_outage_keeps_the_snapshot_and_the_cache_starts_a_node() {
     }
     task.abort();
     task2.abort();
+    drop(rx);
+    let seen = flaps.await.unwrap();
+    eprintln!("snapshots published after the outage began: {seen:?}");
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|s| s.is_some_and(|(has_p1, _)| has_p1)),
+        "a snapshot without the peer was published: {seen:?}"
+    );
     drop(cp);
 }
 
@@ -576,6 +598,15 @@ async fn a_node_token_writes_only_its_own_objects() {
         matches!(&r, Err(kube::Error::Api(s)) if s.code == 403),
         "{r:?}"
     );
+
+    // A token of the same ServiceAccount bound to no node writes nothing.
+    let unbound =
+        blocking(|| cp.kubectl(&["create", "token", "petrel", "-n", "petrel-system"])).unwrap();
+    let store_unbound = KubeIpamStore::new(token_client(cp, unbound.trim()).await);
+    let r = store_unbound
+        .create_block(&block_name(&own.cidr), &own)
+        .await;
+    assert_eq!(r.as_ref().err().and_then(http_code), Some(403), "{r:?}");
 
     // Secrets: only those named in the Role.
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
@@ -776,7 +807,7 @@ async fn a_flapping_peer_does_not_flood_the_api_server() {
     tx.send_replace(report("Established"));
     let writes = poller.await.unwrap();
     eprintln!("60 peer state changes in 3 s → {writes} status writes");
-    assert!((2..=6).contains(&writes), "{writes} status writes");
+    assert!((1..=6).contains(&writes), "{writes} status writes");
     // The last report is written (coalesced, not dropped).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

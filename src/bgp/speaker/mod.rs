@@ -75,6 +75,14 @@ pub enum SessionEvent {
 pub enum Query {
     Peers(oneshot::Sender<Vec<pb::Peer>>),
     Routes(Option<Family>, oneshot::Sender<Vec<pb::Route>>),
+    /// Adj-RIB-In before policy (`received`) or Adj-RIB-Out of the peers
+    /// matching `peer` (an address or configuration name; all when `None`).
+    PeerRoutes {
+        peer: Option<String>,
+        received: bool,
+        family: Option<Family>,
+        reply: oneshot::Sender<Vec<pb::PeerRoute>>,
+    },
 }
 
 /// Everything the speaker task receives.
@@ -101,9 +109,16 @@ pub enum SpeakerMsg {
 #[derive(Clone, Debug)]
 pub struct SpeakerHandle {
     tx: mpsc::Sender<SpeakerMsg>,
+    /// Session transitions and route changes for `WatchEvents`.
+    events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
 }
 
 impl SpeakerHandle {
+    /// Session transitions and best-path changes from now on (a receiver
+    /// that falls behind by [`EVENT_BACKLOG`] events gets `Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<pb::WatchEventsResponse> {
+        self.events.subscribe()
+    }
     /// Whether the speaker task is still running (its inbox is open).
     pub fn is_running(&self) -> bool {
         !self.tx.is_closed()
@@ -116,6 +131,25 @@ impl SpeakerHandle {
             .await
             .is_err()
         {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
+    /// See [`Query::PeerRoutes`].
+    pub async fn peer_routes(
+        &self,
+        peer: Option<String>,
+        received: bool,
+        family: Option<Family>,
+    ) -> Vec<pb::PeerRoute> {
+        let (reply, rx) = oneshot::channel();
+        let q = Query::PeerRoutes {
+            peer,
+            received,
+            family,
+            reply,
+        };
+        if self.tx.send(SpeakerMsg::Query(q)).await.is_err() {
             return vec![];
         }
         rx.await.unwrap_or_default()
@@ -146,6 +180,9 @@ impl SpeakerHandle {
         rx.await.unwrap_or_default()
     }
 }
+
+/// Events kept for a slow `WatchEvents` client before it loses some.
+pub const EVENT_BACKLOG: usize = 4096;
 
 /// Selected routes handed to the dataplane: prefix -> kernel route (`None` =
 /// withdrawn). Learned routes go to their (multipath) next hops; the node's
@@ -190,6 +227,8 @@ pub struct Speaker {
     converged: bool,
     /// Prefixes originated besides the configuration's (service addresses).
     dynamic: std::collections::BTreeSet<IpNet>,
+    /// Published events (`status::publish_*`); built only when watched.
+    events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
 }
 
 impl Speaker {
@@ -201,7 +240,11 @@ impl Speaker {
         shutdown: CancellationToken,
     ) -> (SpeakerHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel(1024);
-        let handle = SpeakerHandle { tx: tx.clone() };
+        let (events, _) = tokio::sync::broadcast::channel(EVENT_BACKLOG);
+        let handle = SpeakerHandle {
+            tx: tx.clone(),
+            events: events.clone(),
+        };
         let mut speaker = Speaker {
             node: None,
             peers: BTreeMap::new(),
@@ -214,6 +257,7 @@ impl Speaker {
             fib,
             converged: false,
             dynamic: Default::default(),
+            events,
         };
         let task = tokio::spawn(async move {
             let initial = config.borrow_and_update().clone();
@@ -242,13 +286,25 @@ impl Speaker {
 
     async fn handle(&mut self, msg: SpeakerMsg) {
         match msg {
-            SpeakerMsg::Session { id, event } => self.session_event(id, event),
+            SpeakerMsg::Session { id, event } => {
+                let before = self.watched_state(id);
+                self.session_event(id, event);
+                self.publish_transition(id, before);
+            }
             SpeakerMsg::Inbound { stream, remote } => self.inbound(stream, remote),
             SpeakerMsg::Query(Query::Peers(reply)) => {
                 let _ = reply.send(self.peer_views());
             }
             SpeakerMsg::Query(Query::Routes(family, reply)) => {
                 let _ = reply.send(self.route_views(family));
+            }
+            SpeakerMsg::Query(Query::PeerRoutes {
+                peer,
+                received,
+                family,
+                reply,
+            }) => {
+                let _ = reply.send(self.peer_route_views(peer.as_deref(), received, family));
             }
             SpeakerMsg::Originate {
                 advertise,
@@ -265,6 +321,7 @@ impl Speaker {
         if changed.is_empty() {
             return;
         }
+        self.publish_route_changes(&changed);
         self.export_changes(&changed);
         if let Some(fib) = &self.fib {
             let pod_cidrs: &[IpNet] = self.node.as_ref().map(|n| &n.pod_cidrs[..]).unwrap_or(&[]);

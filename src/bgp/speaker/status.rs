@@ -1,9 +1,13 @@
-//! Status views of the speaker for the management API.
+//! Status views of the speaker for the management API: peers (RFC 4271
+//! §8 states), the Loc-RIB with the reason each path lost (RFC 4271 §9.1.2),
+//! and per peer the pre-policy Adj-RIB-In and the Adj-RIB-Out (RFC 4271
+//! §3.2).
 
 use super::Speaker;
 use crate::api::pb;
 use crate::bgp::rib::Path;
-use crate::bgp::wire::{Family, Origin};
+use crate::bgp::wire::{Family, Origin, PathAttributes};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 /// "65000:100" for a standard community (RFC 1997).
@@ -22,12 +26,7 @@ fn route_view(prefix: &ipnet::IpNet, p: &Path, best: bool, reason: Option<String
             .iter()
             .flat_map(|s| s.asns.iter().copied())
             .collect(),
-        origin: match a.origin {
-            Some(Origin::Igp) => "igp",
-            Some(Origin::Egp) => "egp",
-            Some(Origin::Incomplete) | None => "incomplete",
-        }
-        .to_string(),
+        origin: origin_name(a.origin),
         local_pref: a.local_pref.unwrap_or(100),
         has_med: a.med.is_some(),
         med: a.med.unwrap_or(0),
@@ -42,7 +41,239 @@ fn route_view(prefix: &ipnet::IpNet, p: &Path, best: bool, reason: Option<String
     }
 }
 
+fn origin_name(o: Option<Origin>) -> String {
+    match o {
+        Some(Origin::Igp) => "igp",
+        Some(Origin::Egp) => "egp",
+        Some(Origin::Incomplete) | None => "incomplete",
+    }
+    .to_string()
+}
+
+/// The next hop carried by `attrs` for a route of `family`, as on the wire
+/// (link-local and unspecified hops included).
+fn wire_next_hop(attrs: &PathAttributes, family: Family) -> Option<IpAddr> {
+    let mp = attrs.mp_next_hop.map(|m| m.global);
+    match family {
+        Family::Ipv4Unicast => attrs.next_hop.map(IpAddr::V4).or(mp),
+        Family::Ipv6Unicast => mp,
+    }
+}
+
+/// One Adj-RIB route for the API; `verdict` is `Err(reason)` for a received
+/// route that import policy rejects.
+pub(super) fn peer_route_view(
+    peer: &str,
+    peer_address: IpAddr,
+    prefix: &ipnet::IpNet,
+    path_id: u32,
+    a: &PathAttributes,
+    verdict: Result<(), String>,
+) -> pb::PeerRoute {
+    pb::PeerRoute {
+        peer: peer.to_string(),
+        peer_address: peer_address.to_string(),
+        prefix: prefix.to_string(),
+        path_id,
+        next_hop: wire_next_hop(a, Family::of(prefix))
+            .map(|h| h.to_string())
+            .unwrap_or_default(),
+        as_path: a
+            .as_path
+            .iter()
+            .flat_map(|s| s.asns.iter().copied())
+            .collect(),
+        origin: origin_name(a.origin),
+        has_local_pref: a.local_pref.is_some(),
+        local_pref: a.local_pref.unwrap_or(0),
+        has_med: a.med.is_some(),
+        med: a.med.unwrap_or(0),
+        communities: a.communities.iter().map(|c| fmt_community(*c)).collect(),
+        large_communities: a
+            .large_communities
+            .iter()
+            .map(|[g, l1, l2]| format!("{g}:{l1}:{l2}"))
+            .collect(),
+        accepted: verdict.is_ok(),
+        reject_reason: verdict.err().unwrap_or_default(),
+    }
+}
+
+/// Whether a peer (configuration name `name`, address `address`) matches a
+/// query: an address (compared as an IP address) or a configuration name.
+pub(super) fn peer_matches(query: &str, name: &str, address: IpAddr) -> bool {
+    match query.parse::<IpAddr>() {
+        Ok(ip) => ip == address,
+        Err(_) => query == name,
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The event for a changed Loc-RIB entry (`None`: withdrawn).
+pub(super) fn route_change(
+    prefix: &ipnet::IpNet,
+    dest: Option<&crate::bgp::rib::Destination>,
+) -> pb::RouteChange {
+    let best = dest.and_then(|d| d.best());
+    match best {
+        None => pb::RouteChange {
+            prefix: prefix.to_string(),
+            withdrawn: true,
+            ..Default::default()
+        },
+        Some(b) => pb::RouteChange {
+            prefix: prefix.to_string(),
+            withdrawn: false,
+            peer: b.source.name.to_string(),
+            next_hops: dest
+                .map(|d| d.multipath_paths())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| p.next_hop.map(|h| h.to_string()))
+                .collect(),
+            as_path: b
+                .attrs
+                .as_path
+                .iter()
+                .flat_map(|s| s.asns.iter().copied())
+                .collect(),
+        },
+    }
+}
+
 impl Speaker {
+    fn watched(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
+    /// The state of session `id` before an event, when someone watches.
+    pub(super) fn watched_state(&self, id: u32) -> Option<crate::bgp::fsm::State> {
+        if !self.watched() {
+            return None;
+        }
+        let origin = self.ids.get(&id)?;
+        self.peers.get(origin).map(|e| e.state)
+    }
+
+    /// Publishes a transition of session `id` away from `before`.
+    pub(super) fn publish_transition(&self, id: u32, before: Option<crate::bgp::fsm::State>) {
+        let Some(before) = before else { return };
+        let Some((origin, e)) = self
+            .ids
+            .get(&id)
+            .and_then(|o| self.peers.get(o).map(|e| (o, e)))
+        else {
+            return;
+        };
+        if e.state == before {
+            return;
+        }
+        let _ = self.events.send(pb::WatchEventsResponse {
+            time_unix_ms: now_unix_ms(),
+            event: Some(pb::watch_events_response::Event::Session(
+                pb::SessionTransition {
+                    peer: origin.to_string(),
+                    address: e.config.address.to_string(),
+                    from_state: before.to_string(),
+                    to_state: e.state.to_string(),
+                    reason: if e.state == crate::bgp::fsm::State::Established {
+                        String::new()
+                    } else {
+                        e.last_error.clone()
+                    },
+                },
+            )),
+        });
+    }
+
+    /// Publishes the new selection of every changed prefix.
+    pub(super) fn publish_route_changes(&self, changed: &std::collections::BTreeSet<ipnet::IpNet>) {
+        if !self.watched() {
+            return;
+        }
+        let time_unix_ms = now_unix_ms();
+        for prefix in changed {
+            let _ = self.events.send(pb::WatchEventsResponse {
+                time_unix_ms,
+                event: Some(pb::watch_events_response::Event::Route(route_change(
+                    prefix,
+                    self.rib.get(prefix),
+                ))),
+            });
+        }
+    }
+
+    /// Adj-RIB-In (pre-policy, `received`) or Adj-RIB-Out of the peers
+    /// matching `peer` (all when `None`), sorted by prefix per peer.
+    pub(super) fn peer_route_views(
+        &self,
+        peer: Option<&str>,
+        received: bool,
+        family: Option<Family>,
+    ) -> Vec<pb::PeerRoute> {
+        let mut out = Vec::new();
+        let wanted = |p: &ipnet::IpNet| family.is_none_or(|f| f == Family::of(p));
+        for (origin, e) in &self.peers {
+            let name = origin.to_string();
+            if peer.is_some_and(|q| !peer_matches(q, &name, e.config.address)) {
+                continue;
+            }
+            if received {
+                let mut keys: Vec<_> = e.adj_in_pre.keys().filter(|k| wanted(&k.0)).collect();
+                keys.sort();
+                for key in keys {
+                    let attrs = &e.adj_in_pre[key];
+                    let in_rib = self.rib.get(&key.0).is_some_and(|d| {
+                        d.paths
+                            .iter()
+                            .any(|p| p.source.peer == e.id && p.path_id == key.1)
+                    });
+                    let verdict = if in_rib {
+                        Ok(())
+                    } else {
+                        match self.node.as_ref() {
+                            Some(node) => {
+                                match super::import::evaluate(node, &e.config, key.0, attrs) {
+                                    Err(reason) => Err(reason),
+                                    Ok(_) => Err("not in the Loc-RIB".to_string()),
+                                }
+                            }
+                            None => Err("no node configuration".to_string()),
+                        }
+                    };
+                    out.push(peer_route_view(
+                        &name,
+                        e.config.address,
+                        &key.0,
+                        key.1,
+                        attrs,
+                        verdict,
+                    ));
+                }
+            } else {
+                let mut prefixes: Vec<_> = e.adj_out.keys().filter(|p| wanted(p)).collect();
+                prefixes.sort();
+                for prefix in prefixes {
+                    out.push(peer_route_view(
+                        &name,
+                        e.config.address,
+                        prefix,
+                        0,
+                        &e.adj_out[prefix],
+                        Ok(()),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     pub(super) fn peer_views(&self) -> Vec<pb::Peer> {
         self.peers
             .values()
@@ -104,5 +335,77 @@ impl Speaker {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bgp::wire::{AsSegment, AsSegmentKind, MpNextHop};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn attrs() -> PathAttributes {
+        PathAttributes {
+            origin: Some(Origin::Igp),
+            as_path: vec![AsSegment {
+                kind: AsSegmentKind::Sequence,
+                asns: vec![65002, 65010],
+            }],
+            next_hop: Some(Ipv4Addr::new(10, 0, 0, 2)),
+            med: Some(5),
+            communities: vec![(65002 << 16) | 100],
+            large_communities: vec![[65002, 1, 2]],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn received_route_keeps_wire_attributes_and_verdict() {
+        let prefix: ipnet::IpNet = "198.51.100.0/24".parse().unwrap();
+        let addr: IpAddr = "10.0.0.2".parse().unwrap();
+        let r = peer_route_view(
+            "bgppeer/bird",
+            addr,
+            &prefix,
+            7,
+            &attrs(),
+            Err("AS path loop: contains local AS 65001".into()),
+        );
+        assert_eq!(r.peer, "bgppeer/bird");
+        assert_eq!(r.peer_address, "10.0.0.2");
+        assert_eq!(r.prefix, "198.51.100.0/24");
+        assert_eq!(r.path_id, 7);
+        assert_eq!(r.next_hop, "10.0.0.2");
+        assert_eq!(r.as_path, vec![65002, 65010]);
+        assert_eq!(r.origin, "igp");
+        assert!(!r.has_local_pref);
+        assert!(r.has_med && r.med == 5);
+        assert_eq!(r.communities, vec!["65002:100"]);
+        assert_eq!(r.large_communities, vec!["65002:1:2"]);
+        assert!(!r.accepted);
+        assert_eq!(r.reject_reason, "AS path loop: contains local AS 65001");
+    }
+
+    #[test]
+    fn ipv6_route_takes_the_mp_next_hop_even_link_local() {
+        let prefix: ipnet::IpNet = "2001:db8::/48".parse().unwrap();
+        let mut a = attrs();
+        a.next_hop = None;
+        a.mp_next_hop = Some(MpNextHop {
+            global: IpAddr::V6("fe80::1".parse::<Ipv6Addr>().unwrap()),
+            link_local: None,
+        });
+        let r = peer_route_view("p", "fd00::2".parse().unwrap(), &prefix, 0, &a, Ok(()));
+        assert_eq!(r.next_hop, "fe80::1");
+        assert!(r.accepted && r.reject_reason.is_empty());
+    }
+
+    #[test]
+    fn peer_query_matches_address_or_name() {
+        let a: IpAddr = "fd00:10::2".parse().unwrap();
+        assert!(peer_matches("fd00:10:0::2", "bgppeer/bird6", a));
+        assert!(peer_matches("bgppeer/bird6", "bgppeer/bird6", a));
+        assert!(!peer_matches("fd00:10::3", "bgppeer/bird6", a));
+        assert!(!peer_matches("bgppeer/bird", "bgppeer/bird6", a));
     }
 }

@@ -57,6 +57,41 @@ impl Debounce {
     }
 }
 
+/// Retry delays of a failing watch: exponential from `min` (doubling) up to
+/// `max`, each scaled by a random factor in [0.5, 1) so that the nodes of a
+/// cluster do not all reconnect at once; reset by the first success.
+#[derive(Debug, Clone)]
+pub(crate) struct WatchBackoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl WatchBackoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> WatchBackoff {
+        WatchBackoff {
+            min,
+            max: max.max(min),
+            next: min,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        Some(base.mul_f64(0.5 + rand::random::<f64>() / 2.0))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
 /// A spawned task that is aborted when dropped.
 struct TaskGuard(JoinHandle<()>);
 
@@ -78,13 +113,14 @@ fn api_resource(kind: Kind) -> ApiResource {
     }
 }
 
-/// Runs a kube-runtime watcher (with its default backoff on errors) for `key`,
+/// Runs a kube-runtime watcher (with [`WatchBackoff`] on errors) for `key`,
 /// forwarding its events until the receiver is gone.
 fn spawn_watcher(
     client: kube::Client,
     namespace: &str,
     key: WatchKey,
     tx: mpsc::Sender<Message>,
+    max_backoff: Duration,
 ) -> TaskGuard {
     let ar = api_resource(key.kind());
     let (api, config) = match &key {
@@ -98,7 +134,8 @@ fn spawn_watcher(
         ),
     };
     TaskGuard(tokio::spawn(async move {
-        let stream = watcher(api, config).default_backoff();
+        let stream = watcher(api, config)
+            .backoff(WatchBackoff::new(Duration::from_millis(500), max_backoff));
         futures::pin_mut!(stream);
         while let Some(item) = stream.next().await {
             let to_value = |o: DynamicObject| serde_json::to_value(o).unwrap_or(Value::Null);
@@ -164,7 +201,7 @@ pub(super) async fn run(
     let node = d.opts.node_name.clone();
     let mut debounce = Debounce::new(d.opts.debounce, d.opts.max_delay);
     let cache_deadline = Instant::now() + d.opts.cache_after;
-    let mut cache_checked = d.opts.cache_file.is_none();
+    let mut cache_checked = false;
     let far = || Instant::now() + Duration::from_secs(3600);
     loop {
         tokio::select! {
@@ -201,6 +238,7 @@ impl Driver {
             &self.opts.namespace,
             key.clone(),
             self.events.clone(),
+            self.opts.max_backoff,
         );
         self.watchers.insert(key, guard);
     }
@@ -293,15 +331,20 @@ impl Driver {
 
     async fn load_cache(&mut self) {
         let node = self.opts.node_name.clone();
-        let Some(path) = self.opts.cache_file.clone() else {
-            return;
-        };
         let pending: Vec<String> = self
             .state
             .pending()
             .iter()
             .map(ToString::to_string)
             .collect();
+        let Some(path) = self.opts.cache_file.clone() else {
+            tracing::warn!(
+                node = node.as_str(),
+                ?pending,
+                "the API server has not answered yet (no configuration cache configured); waiting"
+            );
+            return;
+        };
         let p = path.clone();
         let objects = match tokio::task::spawn_blocking(move || cache::read(&p)).await {
             Ok(Ok(Some(o))) => o,

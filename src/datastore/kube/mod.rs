@@ -18,8 +18,10 @@
 //! - **Per-object last good**: an object that becomes invalid is replaced by
 //!   its last valid version (or left out if it never was valid); the error is
 //!   logged once, with the object.
-//! - **Outages**: watch errors are retried with kube-runtime's backoff and
-//!   logged once per watch; the last snapshot stays published.
+//! - **Outages**: watch errors are retried with a jittered exponential
+//!   backoff (0.5 s doubling up to [`KubeOptions::max_backoff`]) and logged
+//!   once per watch; the last snapshot stays published. kube-runtime's watcher
+//!   resumes from the last resourceVersion, and relists after 410 Gone.
 //! - **Local cache**: every published snapshot's objects are written to a
 //!   cache file; when the API server cannot be reached at start-up, the cached
 //!   objects are published after a few seconds, so the node comes up with its
@@ -63,11 +65,16 @@ pub struct KubeOptions {
     pub max_delay: Duration,
     /// How long to wait for the API server at start-up before publishing the cache.
     pub cache_after: Duration,
+    /// Longest delay between two attempts of a failing watch (the delays
+    /// double from 0.5 s, with jitter): bounds how long after an API server
+    /// outage the node resyncs.
+    pub max_backoff: Duration,
 }
 
 impl KubeOptions {
     /// Defaults: namespace `petrel-system`, no cache, 100 ms debounce (at most
-    /// 1 s), cache used after 3 s without the API server.
+    /// 1 s), cache used after 3 s without the API server, watch retries at
+    /// most 8 s apart.
     pub fn new(node_name: impl Into<String>) -> KubeOptions {
         KubeOptions {
             node_name: node_name.into(),
@@ -76,6 +83,7 @@ impl KubeOptions {
             debounce: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
             cache_after: Duration::from_secs(3),
+            max_backoff: Duration::from_secs(8),
         }
     }
 }

@@ -108,11 +108,21 @@ impl ObjKey {
         })
     }
 
-    /// Whether a [`ManifestError`] (which names kind and name only) is about this object.
+    /// Whether a [`ManifestError`] (which names kind and name only) is about
+    /// this object. The loader names Services and EndpointSlices
+    /// `namespace/name`.
     fn matches(&self, e: &ManifestError) -> bool {
-        e.object.as_ref().is_some_and(|o| {
-            o.kind == self.kind.name() && o.name.as_deref() == Some(self.name.as_str())
-        })
+        let qualified;
+        let name = match (self.kind, &self.namespace) {
+            (Kind::Service | Kind::EndpointSlice, ns) => {
+                qualified = format!("{}/{}", ns.as_deref().unwrap_or("default"), self.name);
+                qualified.as_str()
+            }
+            _ => self.name.as_str(),
+        };
+        e.object
+            .as_ref()
+            .is_some_and(|o| o.kind == self.kind.name() && o.name.as_deref() == Some(name))
     }
 }
 

@@ -2,7 +2,7 @@
 //! handling, last good versions, Secret watches, debounce and the cache.
 
 use super::cache;
-use super::driver::Debounce;
+use super::driver::{Debounce, WatchBackoff};
 use super::state::{Kind, State, WatchEvent, WatchKey, normalize, redacted};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -317,4 +317,67 @@ fn cache_round_trip_is_atomic_and_private() {
         cache::read(&path),
         Err(cache::CacheError::Format { .. })
     ));
+}
+
+fn service(ns: &str, name: &str, port: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": name, "namespace": ns},
+           "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": port}]}})
+}
+
+#[test]
+fn namespaced_objects_keep_their_last_valid_version_per_namespace() {
+    let mut s = synced();
+    let svcs = WatchKey::Kind(Kind::Service);
+    s.handle(&svcs, WatchEvent::Apply(service("ns1", "web", json!(80))));
+    s.handle(
+        &svcs,
+        WatchEvent::Apply(service("ns2", "web", json!("eighty"))),
+    );
+    let names = |s: &mut State| {
+        s.build("n1")
+            .snapshot
+            .services
+            .iter()
+            .map(|x| {
+                let m = &x.metadata;
+                let port = x
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ports.as_ref())
+                    .map(|p| p[0].port);
+                (m.namespace.clone().unwrap_or_default(), port)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&mut s), vec![("ns1".to_string(), Some(80))]);
+    // ns1/web turns invalid: its last valid version stays; ns2 is unaffected.
+    s.handle(&svcs, WatchEvent::Apply(service("ns1", "web", json!("x"))));
+    assert_eq!(names(&mut s), vec![("ns1".to_string(), Some(80))]);
+    s.handle(&svcs, WatchEvent::Apply(service("ns2", "web", json!(443))));
+    assert_eq!(
+        names(&mut s),
+        vec![
+            ("ns1".to_string(), Some(80)),
+            ("ns2".to_string(), Some(443))
+        ]
+    );
+}
+
+#[test]
+fn watch_backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
+    use kube::runtime::utils::Backoff;
+    let ms = Duration::from_millis;
+    let mut b = WatchBackoff::new(ms(500), ms(8000));
+    let bases = [500, 1000, 2000, 4000, 8000, 8000, 8000];
+    for base in bases {
+        let d = b.next().unwrap();
+        assert!(
+            d >= ms(base / 2) && d < ms(base),
+            "{d:?} for base {base} ms"
+        );
+    }
+    b.reset();
+    let d = b.next().unwrap();
+    assert!(d < ms(500), "reset starts over: {d:?}");
 }
