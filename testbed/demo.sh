@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# README's demo: petrel peering with BIRD, FRR and GoBGP (IPv4 + IPv6) in
-# network namespaces. Builds, deploys the `demo` topology, waits until every
-# session is Established, prints petrel's and each router's view, tears down.
+# README's demo, in network namespaces, in two parts:
+#  1. petrel peering with BIRD, FRR and GoBGP (IPv4 + IPv6): every session
+#     Established, petrel's and each router's view;
+#  2. petrel as the pod network: three nodes behind an FRR top-of-rack router
+#     claim blocks from IP pools, pods are created through the real CNI chain
+#     (ptp + petrel-ipam), and every pod pings every other node's pods over
+#     IPv4 and IPv6 with no encapsulation; the ToR holds one route per block.
 #   sudo testbed/demo.sh          # show and tear down
-#   sudo testbed/demo.sh --keep   # leave it running until Ctrl-C
+#   sudo testbed/demo.sh --keep   # leave the pod network running until Ctrl-C
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +15,7 @@ keep=0
 for arg in "$@"; do
     case "$arg" in
         --keep) keep=1 ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "demo.sh: unknown argument $arg (use --keep)" >&2; exit 2 ;;
     esac
 done
@@ -22,12 +26,17 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 bash .ci/setup
-cargo build --bin petrel
+cargo build --bins
 cargo build -p petrel-testbed --bin testbed
 target="${CARGO_TARGET_DIR:-target}"
 export PETREL_BIN="${PETREL_BIN:-$(realpath "$target/debug/petrel")}"
 
-args=(deploy testbed/topologies/demo/topology.clab.yaml --wait 60 --show)
+echo "==== part 1: peering with BIRD, FRR and GoBGP"
+"$target/debug/testbed" deploy testbed/topologies/demo/topology.clab.yaml --wait 60 --show --exit
+
+echo
+echo "==== part 2: the pod network (IPAM, CNI, routed pods)"
+args=(deploy testbed/topologies/pods/topology.clab.yaml --wait 60 --pods 2)
 if [[ $keep -eq 0 ]]; then
     args+=(--exit)
 fi

@@ -39,6 +39,11 @@ enum Cmd {
         /// waiting for Ctrl-C.
         #[arg(long)]
         exit: bool,
+        /// Create this many pods on every petrel node through the real CNI
+        /// chain (ptp with petrel-ipam, as a container runtime does), then
+        /// ping every pod from every other node's pods (IPv4 and IPv6).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        pods: usize,
     },
     /// Remove namespaces and temp dirs of labs whose process is gone.
     Cleanup,
@@ -61,7 +66,8 @@ fn main() -> anyhow::Result<()> {
             wait,
             show,
             exit,
-        } => deploy(&topology, wait, show, exit),
+            pods,
+        } => deploy(&topology, wait, show, exit, pods),
     }
 }
 
@@ -70,6 +76,7 @@ fn deploy(
     wait: Option<u64>,
     show: bool,
     exit: bool,
+    pods: usize,
 ) -> anyhow::Result<()> {
     let lab = Lab::deploy(topology)?;
     println!(
@@ -97,7 +104,19 @@ fn deploy(
     if show {
         print_views(&lab);
     }
+    // Pods live until the lab goes (their namespaces are the lab's).
+    let mut created = Vec::new();
+    if pods > 0 && result.is_ok() {
+        match pods::demo(&lab, pods) {
+            Ok(p) => created = p,
+            Err(e) => {
+                eprintln!("{e:#}\n{}", lab.dump_logs());
+                result = Err(e);
+            }
+        }
+    }
     if exit || result.is_err() {
+        drop(created);
         return result;
     }
     println!("running; press Ctrl-C to tear down");
@@ -105,6 +124,8 @@ fn deploy(
     println!("tearing down {}", lab.prefix());
     Ok(())
 }
+
+mod pods;
 
 fn all_established(lab: &Lab) -> anyhow::Result<usize> {
     let mut count = 0;
