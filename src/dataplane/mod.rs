@@ -167,6 +167,61 @@ pub struct DataplaneStatus {
     pub resyncs: u64,
     /// Route operations executed so far.
     pub operations: u64,
+    /// How long each reconcile pass took, from taking the operations to the
+    /// kernel's acknowledgement of the last one.
+    pub reconcile_latency: LatencyHistogram,
+}
+
+/// Upper bounds, in seconds, of the [`LatencyHistogram`] buckets (the last
+/// bucket, above them, is `+Inf`).
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A latency histogram with the fixed [`LATENCY_BUCKETS`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); one more than
+    /// `LATENCY_BUCKETS` for `+Inf`. Empty until the first observation.
+    pub counts: Vec<u64>,
+    /// Sum of all observations, in nanoseconds.
+    pub sum_nanos: u64,
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn observe(&mut self, d: std::time::Duration) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; LATENCY_BUCKETS.len() + 1];
+        }
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.counts[i] += 1;
+        self.sum_nanos = self
+            .sum_nanos
+            .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.count += 1;
+    }
+
+    /// `(upper bound, count)` per bucket (not cumulative), `+Inf` last.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        LATENCY_BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .enumerate()
+            .map(|(i, bound)| (bound, self.counts.get(i).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// The sum of all observations, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_nanos as f64 / 1e9
+    }
 }
 
 /// Dataplane failures.

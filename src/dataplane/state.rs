@@ -472,6 +472,7 @@ impl State {
             last_resync: self.last_resync,
             resyncs: self.resyncs,
             operations: self.ops_done,
+            reconcile_latency: Default::default(),
         }
     }
 }

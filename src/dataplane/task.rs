@@ -42,6 +42,8 @@ pub struct Dataplane {
     shutdown: Option<oneshot::Sender<()>>,
     stale_deadline: Instant,
     retry_at: Option<Instant>,
+    /// Duration of each reconcile pass that wrote to the kernel.
+    latency: super::LatencyHistogram,
 }
 
 /// Dumps our table (and `main`, for next-hop resolution) in both families.
@@ -96,6 +98,7 @@ impl Dataplane {
             shutdown: None,
             stale_deadline,
             retry_at: None,
+            latency: Default::default(),
         }
     }
 
@@ -112,8 +115,9 @@ impl Dataplane {
                 return;
             }
             if !self.state.has_work() {
+                let status = self.status();
                 for waiter in self.flush_waiters.drain(..) {
-                    let _ = waiter.send(self.state.status());
+                    let _ = waiter.send(status.clone());
                 }
             }
             if self.state.has_failures() && self.retry_at.is_none() {
@@ -152,6 +156,13 @@ impl Dataplane {
         }
     }
 
+    /// The state's status with the task's latency histogram.
+    fn status(&self) -> super::DataplaneStatus {
+        let mut s = self.state.status();
+        s.reconcile_latency = self.latency.clone();
+        s
+    }
+
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Apply(changes) => self.state.apply(changes),
@@ -159,7 +170,7 @@ impl Dataplane {
             Command::Converged => self.state.sweep(),
             Command::Resync => self.state.request_resync(),
             Command::Status(reply) => {
-                let _ = reply.send(self.state.status());
+                let _ = reply.send(self.status());
             }
             Command::Flush(reply) => self.flush_waiters.push(reply),
             Command::Shutdown(reply) => self.shutdown = Some(reply),
@@ -215,8 +226,13 @@ impl Dataplane {
                 self.resync().await;
                 self.drain();
             }
+            let started = Instant::now();
             let ops = self.state.take_ops();
-            if !self.execute(&ops).await {
+            let executed = self.execute(&ops).await;
+            if !ops.is_empty() {
+                self.latency.observe(started.elapsed());
+            }
+            if !executed {
                 // The resync runs on the next turn; do not spin if the kernel keeps failing us.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;

@@ -247,6 +247,21 @@ impl Snapshot {
             "petrel_dataplane_resyncs",
             "Full reads of the kernel routing table, start-up included",
             d.resyncs,
+        )?;
+        let h = &d.reconcile_latency;
+        let mut m = enc.encode_descriptor(
+            "petrel_dataplane_reconcile_duration_seconds",
+            "Duration of each reconcile pass that changed kernel routes, from taking the \
+             operations to the kernel's acknowledgement of the last one",
+            None,
+            MetricType::Histogram,
+        )?;
+        m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            h.sum_seconds(),
+            h.count,
+            // prometheus-client makes the counts cumulative itself.
+            &h.buckets(),
+            None,
         )
     }
 }

@@ -44,6 +44,13 @@ fn status() -> DataplaneStatus {
         last_resync: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
         resyncs: 3,
         operations: 123,
+        reconcile_latency: {
+            let mut h = crate::dataplane::LatencyHistogram::default();
+            h.observe(Duration::from_micros(300));
+            h.observe(Duration::from_millis(3));
+            h.observe(Duration::from_secs(5));
+            h
+        },
     }
 }
 
@@ -148,7 +155,13 @@ fn metadata_follows_prometheus_conventions() {
         assert!(value.parse::<f64>().is_ok(), "{line}");
         let name = series.split('{').next().unwrap();
         assert!(name.starts_with("petrel_"), "{line}");
-        let typed = format!("# TYPE {name} ");
+        // A histogram's samples carry suffixes; its TYPE line has the base name.
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|b| text.lines().any(|l| l == format!("# TYPE {b} histogram")))
+            .unwrap_or(name);
+        let typed = format!("# TYPE {base} ");
         assert!(text.lines().any(|l| l.starts_with(&typed)), "{line}");
     }
 }
@@ -168,6 +181,13 @@ fn dataplane_counts_and_counters() {
         "petrel_dataplane_route_operations_total 123",
         "petrel_dataplane_resyncs_total 3",
         "petrel_dataplane_last_resync_timestamp_seconds 1700000000.0",
+        "petrel_dataplane_reconcile_duration_seconds_bucket{le=\"0.0005\"} 1",
+        "petrel_dataplane_reconcile_duration_seconds_bucket{le=\"0.0025\"} 1",
+        "petrel_dataplane_reconcile_duration_seconds_bucket{le=\"0.005\"} 2",
+        "petrel_dataplane_reconcile_duration_seconds_bucket{le=\"2.5\"} 2",
+        "petrel_dataplane_reconcile_duration_seconds_bucket{le=\"+Inf\"} 3",
+        "petrel_dataplane_reconcile_duration_seconds_count 3",
+        "petrel_dataplane_reconcile_duration_seconds_sum 5.0033",
     ] {
         assert!(has(&text, line), "missing {line:?} in\n{text}");
     }

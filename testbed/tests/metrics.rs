@@ -118,6 +118,21 @@ fn metrics_and_health_follow_the_sessions() {
             installed >= 2.0 * PER_FAMILY,
             "{installed} kernel routes installed"
         );
+        // Installing BIRD's routes took at least one timed reconcile pass.
+        let passes = sample(
+            &text,
+            "petrel_dataplane_reconcile_duration_seconds_count",
+            &[],
+        )?;
+        let inf = sample(
+            &text,
+            "petrel_dataplane_reconcile_duration_seconds_bucket",
+            &[("le", "+Inf")],
+        )?;
+        anyhow::ensure!(
+            passes >= 1.0 && inf == passes,
+            "reconcile histogram: count {passes}, +Inf bucket {inf}"
+        );
         for name in [
             "petrel_dataplane_routes_unresolved",
             "petrel_dataplane_routes_errors",
