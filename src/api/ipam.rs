@@ -189,22 +189,9 @@ pub fn service(backend: Arc<dyn IpamBackend>) -> IpamServiceServer<IpamApi> {
 pub async fn connect(
     path: &Path,
 ) -> Result<pb::ipam_service_client::IpamServiceClient<tonic::transport::Channel>, ApiError> {
-    let p = path.to_path_buf();
-    // The URI is required by tonic but unused: the connector dials the socket.
-    let channel = tonic::transport::Endpoint::from_static("http://petrel.invalid")
-        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-            let p = p.clone();
-            async move {
-                let s = tokio::net::UnixStream::connect(p).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-            }
-        }))
-        .await
-        .map_err(|source| ApiError::Connect {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    Ok(pb::ipam_service_client::IpamServiceClient::new(channel))
+    Ok(pb::ipam_service_client::IpamServiceClient::new(
+        super::channel(path).await?,
+    ))
 }
 
 /// The tonic service implementation; build it with [`service`].

@@ -377,6 +377,11 @@ pub async fn serve(
 pub async fn connect(
     path: &Path,
 ) -> Result<pb::agent_client::AgentClient<tonic::transport::Channel>, ApiError> {
+    Ok(pb::agent_client::AgentClient::new(channel(path).await?))
+}
+
+/// A gRPC channel to the agent's Unix socket at `path` (for any service).
+pub async fn channel(path: &Path) -> Result<tonic::transport::Channel, ApiError> {
     let p = path.to_path_buf();
     // The URI is required by tonic but unused: the connector dials the socket.
     let channel = tonic::transport::Endpoint::from_static("http://petrel.invalid")
@@ -392,7 +397,7 @@ pub async fn connect(
             path: path.to_path_buf(),
             source,
         })?;
-    Ok(pb::agent_client::AgentClient::new(channel))
+    Ok(channel)
 }
 
 #[cfg(test)]
