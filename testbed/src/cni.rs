@@ -43,7 +43,7 @@ pub mod capture;
 pub mod ipam;
 mod result;
 
-pub use result::{CniError, CniInterface, CniIp, CniResult, IpPrefix};
+pub use result::{CniError, CniInterface, CniIp, CniResult, IpPrefix, common_prefix_len};
 
 /// Directories searched for the reference plugins (Debian, then upstream).
 pub const SYSTEM_PLUGIN_DIRS: [&str; 2] = ["/usr/lib/cni", "/opt/cni/bin"];

@@ -3,7 +3,7 @@
 //!
 //! | test | what |
 //! |------|------|
-//! | `twenty_agents_claim_twenty_free_blocks` | 12 fillers take 12 of the pool's 32 blocks; 20 agents started at once each get a different one of the 20 left; a 21st gets a clear "exhausted" error and no block |
+//! | `twenty_agents_claim_twenty_free_blocks` | 12 fillers take 12 of the pool's 32 blocks; 20 agents started at once each get a different one of the 20 left; ADD through the conflist an agent wrote (`--cni-conf-dir`) gives an address of its block; a 21st gets a clear "exhausted" error (log and `petrel ipam show`) and no block |
 //! | `claims_survive_agents_killed_at_random` | the same 20 started at once; for 3 s some are killed (SIGKILL) at random moments and when seen with a pending claim, then restarted; twice. No block is ever owned twice, and in the end each owns exactly one block and no claim is left pending |
 //!
 //! Topology `ipam20`: bare namespaces, no links, no BGP peers; the test
@@ -18,6 +18,7 @@ mod common;
 
 use anyhow::{Context, ensure};
 use petrel_testbed::cni::ipam::IpamState;
+use petrel_testbed::cni::{Cni, IpPrefix};
 use petrel_testbed::daemon::petrel_bin;
 use petrel_testbed::{Lab, wait_for};
 use std::collections::{BTreeMap, BTreeSet};
@@ -106,12 +107,31 @@ fn twenty_agents_claim_twenty_free_blocks() {
             agents.is_running(TWENTY_FIRST),
             "n21 should keep running after the error"
         );
+        // The operator sees it too: `petrel ipam show` names the problem.
+        let show = agents.cli(TWENTY_FIRST, &["ipam", "show"])?;
+        ensure!(
+            show.to_lowercase().contains("exhausted"),
+            "`petrel ipam show` on n21 should say the pool is exhausted:\n{show}"
+        );
         check_sound(&state)?;
         let still = owners_of(&state, &names);
         ensure!(
             still == owners,
             "the twenty's blocks changed: {owners:?} -> {still:?}"
         );
+
+        // The conflist an agent writes with --cni-conf-dir is what a runtime
+        // runs: ADD through it gives an address of the agent's block.
+        let dir = lab.root().join("n01/cni");
+        let cni = Cni::from_conf_dir(lab, "n01", &dir)?;
+        let pod = cni.add().context("ADD through n01's own conflist")?;
+        let block: IpPrefix = owners["n01"].parse()?;
+        let addr = pod.ipv4().context("no IPv4 address")?;
+        ensure!(
+            block.contains(addr.into()),
+            "{pod:?}: {addr} is not in n01's block {block}"
+        );
+        pod.delete()?;
         Ok(())
     });
 }
@@ -294,6 +314,8 @@ impl<'a> Agents<'a> {
             .arg("--api-socket")
             .arg(rundir.join(format!("{node}.sock")))
             .args(["--metrics-listen", "off"])
+            .arg("--cni-conf-dir")
+            .arg(rundir.join("cni"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
@@ -328,6 +350,22 @@ impl<'a> Agents<'a> {
         self.running
             .get_mut(node)
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// `petrel --api-socket <node's socket> <args>`.
+    fn cli(&self, node: &str, args: &[&str]) -> anyhow::Result<String> {
+        let socket = self.lab.root().join(node).join(format!("{node}.sock"));
+        let out = Command::new(petrel_bin()?)
+            .arg("--api-socket")
+            .arg(&socket)
+            .args(args)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "petrel {args:?} on {node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn log(&self, node: &str) -> String {
@@ -409,7 +447,7 @@ fn wait_one_block_each(lab: &Lab, nodes: &[String]) -> anyhow::Result<BTreeMap<S
 fn check_sound(state: &IpamState) -> anyhow::Result<()> {
     let problems = state.ownership_problems();
     ensure!(problems.is_empty(), "ownership problems: {problems:?}");
-    let pool: petrel_testbed::cni::IpPrefix = "10.250.0.0/24".parse()?;
+    let pool: IpPrefix = "10.250.0.0/24".parse()?;
     let outside: Vec<String> = state
         .blocks
         .iter()

@@ -7,7 +7,7 @@
 //! | `pods_ping_across_nodes` | `pods` | pods get one address of each family from their node's blocks; every pod pings every other on IPv4 and IPv6 |
 //! | `pods_plain_ip_on_the_wire` | `pods` | a capture on node1's link to the ToR shows ICMP between the pod addresses themselves: no tunnel, no NAT |
 //! | `pods_tor_one_route_per_block` | `pods` | the ToR has exactly one path per claimed block, from its owner, and nothing else of the pools |
-//! | `pods_full_block_claims_another` | `pods` | node1 fills its /29; the next pod gets an address of a new block, reachable from the other nodes' pods within 1 s |
+//! | `pods_full_block_claims_another` | `pods` | node1 fills its /29 (7 pods + gateway); the next ADD claims a new block, which the ToR, node2 and node3 route within 1 s of the claim (node1's log); its pod answers the other nodes' pods |
 //! | `pods_delete_frees_addresses` | `pods` | DEL releases the allocation and the address is handed out again; GC releases what the runtime no longer lists; CHECK, STATUS |
 //! | `pods_agent_down_is_cni_error_11` | `pods` | ADD while the node's agent is stopped fails with CNI error 11 saying so; works again after a restart |
 //!
@@ -21,14 +21,16 @@ mod common;
 use anyhow::{Context, ensure};
 use common::PROPAGATE;
 use petrel_testbed::cni::capture::{Capture, IcmpKind, Packet};
-use petrel_testbed::cni::ipam::IpamState;
-use petrel_testbed::cni::{CNI_ERR_TRY_AGAIN_LATER, Cni, CniError, IpPrefix, Pod};
+use petrel_testbed::cni::ipam::{IpamState, claim_time};
+use petrel_testbed::cni::{
+    CNI_ERR_TRY_AGAIN_LATER, Cni, CniError, IpPrefix, Pod, common_prefix_len,
+};
 use petrel_testbed::status::same_addr;
 use petrel_testbed::{Afi, Kind, Lab, is_root, wait_for};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 // ------------------------------------------------- the CNI runner alone ---
 
@@ -162,8 +164,22 @@ fn cni_host_local() {
             after == before,
             "the failed pod's namespace was left behind"
         );
+        // A pod that is never dropped is still removed with the lab.
+        std::mem::forget(c1.add()?);
         Ok(())
     });
+    let prefix = format!("{}-", lab.prefix());
+    drop(lab);
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let left: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "namespaces left after the lab: {left:?}");
 }
 
 // --------------------------------------------------- pods routed by petrel ---
@@ -183,10 +199,6 @@ fn pods_ping_across_nodes() {
                 .add()
                 .context("second ADD on node1")?,
         );
-        let state = ipam_state(lab)?;
-        for pod in &pods {
-            check_pod_addresses(&state, pod)?;
-        }
         let mut addrs: Vec<IpAddr> = pods
             .iter()
             .flat_map(|p| p.ips().iter().map(|i| i.address.addr))
@@ -204,7 +216,11 @@ fn pods_ping_across_nodes() {
                 }
             }
         }
-        Ok(())
+        let state = ipam_state(lab)?;
+        for pod in &pods {
+            check_pod_addresses(&state, pod)?;
+        }
+        ipam_check(lab)
     });
 }
 
@@ -219,8 +235,8 @@ fn pods_plain_ip_on_the_wire() {
         wait_ping(&a, b4)?;
         wait_ping(&a, b6)?;
         let capture = Capture::start(lab, "node1", "eth1")?;
-        a.exec(&format!("ping -n -c 5 -i 0.2 -W 1 {b4}"))?;
-        a.exec(&format!("ping -n -c 5 -i 0.2 -W 1 {b6}"))?;
+        let out4 = a.exec(&format!("ping -n -c 5 -i 0.2 -W 1 {b4}"))?;
+        let out6 = a.exec(&format!("ping -n -c 5 -i 0.2 -W 1 {b6}"))?;
         let frames = capture.stop()?;
         let packets: Vec<Packet> = frames.iter().filter_map(|f| Packet::parse(f)).collect();
         let summary = || {
@@ -245,7 +261,8 @@ fn pods_plain_ip_on_the_wire() {
                 .count();
             ensure!(
                 n >= 5,
-                "expected 5 {kind:?} {src} -> {dst} on node1:eth1, saw {n}; capture:\n  {}",
+                "expected 5 {kind:?} {src} -> {dst} on node1:eth1, saw {n}; capture:\n  {}\n\
+                 pings:\n{out4}\n{out6}",
                 summary()
             );
         }
@@ -303,16 +320,23 @@ fn pods_full_block_claims_another() {
             "node1 should start with one IPv4 block: {first:?}"
         );
         let mut pods: Vec<Pod> = Vec::new();
-        let (new_pod, added_at) = loop {
+        let (new_pod, routed) = loop {
             ensure!(
                 pods.len() <= 8,
                 "node1 handed out {} addresses of its /29 without claiming another block: {pods:?}",
                 pods.len()
             );
-            let pod = node1
-                .add()
-                .with_context(|| format!("ADD #{} on node1", pods.len() + 1))?;
-            let at = Instant::now();
+            // Every ADD runs while the IPAM objects are watched for a new
+            // block of node1 and, once there, the routers for its route.
+            let (pod, routed) = std::thread::scope(|s| {
+                let add = s.spawn(|| node1.add());
+                let routed = watch_new_block(lab, &first, &add);
+                let pod = add
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("ADD thread panicked"))?;
+                Ok::<_, anyhow::Error>((pod, routed))
+            })?;
+            let pod = pod.with_context(|| format!("ADD #{} on node1", pods.len() + 1))?;
             let ip = v4_of(&pod)?;
             if first.iter().any(|b| b.contains(ip)) {
                 for w in &watchers {
@@ -320,7 +344,7 @@ fn pods_full_block_claims_another() {
                 }
                 pods.push(pod);
             } else {
-                break (pod, at);
+                break (pod, routed?);
             }
         };
         // Seven pods fill a /29 whose eighth address is the gateway.
@@ -331,30 +355,39 @@ fn pods_full_block_claims_another() {
             pods.len()
         );
         let new_ip = v4_of(&new_pod)?;
-        let deadline = Duration::from_secs(1);
-        for w in &watchers {
-            loop {
-                if w.exec(&format!("ping -n -c 1 -W 0.2 {new_ip}")).is_ok() {
-                    break;
-                }
-                ensure!(
-                    added_at.elapsed() < deadline,
-                    "{new_ip} (new block of node1) not reachable from {w:?} within {deadline:?}"
-                );
-            }
-            eprintln!(
-                "{new_ip} reachable from {} after {:.0?}",
-                w.node(),
-                added_at.elapsed()
-            );
-        }
         let state = ipam_state(lab)?;
-        check_pod_addresses(&state, &new_pod)?;
+        let (new_block, seen) = routed.with_context(|| {
+            format!("{new_pod:?} is outside node1's first block, but no new block was seen")
+        })?;
+        ensure!(
+            new_block.contains(new_ip),
+            "{new_pod:?}: {new_ip} is not in the new block {new_block}"
+        );
         let now: Vec<IpPrefix> = blocks_of(&state, "node1", true);
         ensure!(
-            now.len() == 2 && now.contains(&first[0]),
-            "node1 should own its first block and one more: {now:?}"
+            now.len() == 2 && now.contains(&first[0]) && now.contains(&new_block),
+            "node1 should own its first block and {new_block}: {now:?}"
         );
+        // From the claim as node1 logged it; from the moment the block object
+        // was seen if the log says nothing (which understates the delay).
+        let (claimed_at, from) = match claim_time(&lab.log("node1"), &new_block.to_string()) {
+            Some(t) => (t, "node1 logged the claim"),
+            None => (seen.claim_seen, "the block object appeared"),
+        };
+        let deadline = Duration::from_secs(1);
+        for (router, at) in &seen.routes {
+            let d = at.duration_since(claimed_at).unwrap_or_default();
+            eprintln!("{router} routes {new_block} {d:.0?} after {from}");
+            ensure!(
+                d < deadline,
+                "{router} routed {new_block} only {d:?} after {from} (limit {deadline:?})"
+            );
+        }
+        // And the pod answers from the other nodes' pods.
+        for w in &watchers {
+            wait_ping(w, new_ip)?;
+        }
+        check_pod_addresses(&state, &new_pod)?;
         wait_for(
             PROPAGATE,
             "the ToR to hold exactly the claimed blocks",
@@ -433,7 +466,7 @@ fn pods_delete_frees_addresses() {
         ensure!(err.downcast_ref::<CniError>().is_some(), "CHECK: {err:#}");
         // DEL of what GC already released succeeds (DEL is idempotent).
         p3.delete().context("DEL after GC")?;
-        Ok(())
+        ipam_check(lab)
     });
 }
 
@@ -588,6 +621,16 @@ fn wait_ready(lab: &Lab) -> anyhow::Result<()> {
     })
 }
 
+/// `petrel ipam check` on every node: allocations in confirmed blocks of
+/// the node, no address twice, no gateway handed out.
+fn ipam_check(lab: &Lab) -> anyhow::Result<()> {
+    for (node, _, _) in NODES {
+        lab.petrel(node, "ipam check")
+            .with_context(|| format!("petrel ipam check on {node}"))?;
+    }
+    Ok(())
+}
+
 fn v4_of(pod: &Pod) -> anyhow::Result<IpAddr> {
     pod.ipv4()
         .map(IpAddr::V4)
@@ -642,21 +685,76 @@ fn check_pod_addresses(state: &IpamState, pod: &Pod) -> anyhow::Result<()> {
             block.cidr,
             block.allocations
         );
-        ensure!(
-            ip.address.len == block.cidr.len,
-            "{pod:?}: {} should carry its block's prefix length {}",
-            ip.address,
-            block.cidr.len
-        );
         let gw = ip
             .gateway
             .with_context(|| format!("{pod:?}: no gateway for {a}"))?;
+        // The block's prefix length (proto/petrel/v1/ipam.proto:
+        // AllocatedAddress.address), shortened only as far as needed to hold
+        // the node's gateway when that lies in another block (ptp needs the
+        // gateway on-link; src/cni/result.rs).
+        let len = block.cidr.len.min(common_prefix_len(a, gw));
+        ensure!(
+            ip.address.len == len,
+            "{pod:?}: {} should carry the prefix length {len} (block {}, gateway {gw})",
+            ip.address,
+            block.cidr
+        );
         ensure!(
             !allocated.contains(&gw),
             "{pod:?}: its gateway {gw} is handed to a pod"
         );
     }
     Ok(())
+}
+
+/// When a new block of node1 was first seen, and when each router that
+/// carries traffic to it (the ToR, and node2 and node3 over the mesh) first
+/// had a kernel route for it.
+struct BlockRouted {
+    claim_seen: SystemTime,
+    routes: Vec<(&'static str, SystemTime)>,
+}
+
+/// While `add` runs, polls the IPAM objects for a v4 block of node1 not in
+/// `first`; once one appears, polls the ToR's, node2's and node3's kernel
+/// routes for it (every 10 ms, at most PROPAGATE). `None` when ADD finished
+/// without a new block.
+fn watch_new_block<T>(
+    lab: &Lab,
+    first: &[IpPrefix],
+    add: &std::thread::ScopedJoinHandle<'_, T>,
+) -> anyhow::Result<Option<(IpPrefix, BlockRouted)>> {
+    let (block, claim_seen) = loop {
+        let finished = add.is_finished();
+        let state = ipam_state(lab)?;
+        if let Some(b) = blocks_of(&state, "node1", true)
+            .into_iter()
+            .find(|b| !first.contains(b))
+        {
+            break (b, SystemTime::now());
+        }
+        if finished {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut routes = Vec::new();
+    let start = Instant::now();
+    for router in ["tor", "node2", "node3"] {
+        loop {
+            let out = lab.exec(router, &format!("ip -4 route show exact {block}"))?;
+            if !out.trim().is_empty() {
+                break;
+            }
+            ensure!(
+                start.elapsed() < PROPAGATE,
+                "{router} has no route for node1's new block {block} after {PROPAGATE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        routes.push((router, SystemTime::now()));
+    }
+    Ok(Some((block, BlockRouted { claim_seen, routes })))
 }
 
 /// The ToR holds exactly one path per confirmed block, learned from the

@@ -22,7 +22,18 @@ impl Capture {
     pub fn start(lab: &Lab, node: &str, iface: &str) -> anyhow::Result<Capture> {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &lab.netns(node)?])
-            .args(["tcpdump", "-i", iface, "-n", "-U", "-s", "256", "-w", "-"])
+            .args([
+                "tcpdump",
+                "-i",
+                iface,
+                "-n",
+                "--immediate-mode",
+                "-U",
+                "-s",
+                "256",
+                "-w",
+                "-",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -61,6 +72,8 @@ impl Capture {
     }
 
     /// Stops tcpdump (SIGINT flushes its output) and returns the frames.
+    /// tcpdump runs in immediate mode: without it, packets still in the
+    /// kernel's current ring block when it is interrupted would be lost.
     pub fn stop(mut self) -> anyhow::Result<Vec<Vec<u8>>> {
         std::thread::sleep(Duration::from_millis(300));
         if let Some(mut child) = self.child.take() {

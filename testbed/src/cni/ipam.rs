@@ -3,7 +3,8 @@
 //! (`IPAMBlock`: CIDR, `affinity: host:<node>`, state, allocations keyed by
 //! `<containerID>/<ifname>`, reserved addresses) and
 //! `blockaffinities/<name>.yaml` (`BlockAffinity`: node, CIDR, state). Tests
-//! read them to see who owns which block, independently of any agent.
+//! read them to see who owns which block, independently of any agent, and
+//! find in an agent's log when it claimed a block ([`claim_time`]).
 
 use super::IpPrefix;
 use anyhow::{Context, bail};
@@ -11,6 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 /// One `IPAMBlock`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +137,37 @@ impl IpamState {
         }
         problems
     }
+}
+
+/// When an agent's log (tracing's text format) says it claimed `block`:
+/// the timestamp opening its `claimed block ... block=<cidr>` line.
+pub fn claim_time(log: &str, block: &str) -> Option<SystemTime> {
+    let needle = format!("block={block}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("claimed block") && l.split_whitespace().any(|w| w == needle))?;
+    parse_utc(line.split_whitespace().next()?)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac]Z` (RFC 3339, UTC) as a time.
+pub fn parse_utc(ts: &str) -> Option<SystemTime> {
+    let ts = ts.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.splitn(3, ':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    // Days from 1970-01-01 (H. Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()?;
+    let nanos: u32 = format!("{frac:0<9}").get(..9)?.parse().ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
 }
 
 /// `(object name, JSON value)` of every `*.yaml` in `dir` (none if `dir`
@@ -304,5 +337,21 @@ mod tests {
         write(&dir, "ipamblocks", "bad.yaml", "kind: Node\n");
         assert!(IpamState::read(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn parses_tracing_timestamps() {
+        let t = parse_utc("2026-11-26T10:10:03.249663Z").unwrap();
+        let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(d, Duration::new(1_795_687_803, 249_663_000));
+        assert_eq!(
+            parse_utc("1970-01-01T00:00:00Z"),
+            Some(SystemTime::UNIX_EPOCH)
+        );
+        assert!(parse_utc("10:10:03").is_none());
+        let log = "2026-11-26T10:10:03.5Z  INFO ipam{node=n1}: petrel::ipam::claim: claimed block \
+                   node=n1 block=10.0.0.8/29 pool=p\n";
+        assert!(claim_time(log, "10.0.0.8/29").is_some());
+        assert!(claim_time(log, "10.0.0.8/2").is_none());
     }
 }

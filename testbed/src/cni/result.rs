@@ -55,6 +55,15 @@ impl IpPrefix {
     }
 }
 
+/// Length of the longest prefix holding both addresses (0 across families).
+pub fn common_prefix_len(a: IpAddr, b: IpAddr) -> u8 {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) ^ u32::from(b)).leading_zeros() as u8,
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a) ^ u128::from(b)).leading_zeros() as u8,
+        _ => 0,
+    }
+}
+
 /// One `ips[]` entry of a CNI result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CniIp {
