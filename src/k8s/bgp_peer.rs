@@ -24,17 +24,24 @@ pub(crate) fn kubernetes_int_formats(schema: &mut schemars::Schema) {
 
 fn replace_int_formats(map: &mut serde_json::Map<String, serde_json::Value>) {
     let range = match map.get("format").and_then(|f| f.as_str()) {
-        Some("uint8") => Some((0, u64::from(u8::MAX))),
-        Some("uint16") => Some((0, u64::from(u16::MAX))),
-        Some("uint32") => Some((0, u64::from(u32::MAX))),
-        // JSON numbers beyond 2^63 cannot be stored by the API server anyway.
-        Some("uint64" | "uint") => Some((0, i64::MAX as u64)),
+        Some("uint8") => Some((0, Some(u64::from(u8::MAX)))),
+        Some("uint16") => Some((0, Some(u64::from(u16::MAX)))),
+        Some("uint32") => Some((0, Some(u64::from(u32::MAX)))),
+        // The API server stores int64; a maximum of 2^63-1 is rejected as a
+        // bound (it is not exactly representable), so only the minimum.
+        Some("uint64" | "uint") => Some((0, None)),
         _ => None,
     };
+    // schemars writes `ip` for IpAddr; Kubernetes knows `ipv4` and `ipv6` only.
+    if map.get("format").and_then(|f| f.as_str()) == Some("ip") {
+        map.remove("format");
+    }
     if let Some((min, max)) = range {
         map.remove("format");
         map.entry("minimum").or_insert(min.into());
-        map.entry("maximum").or_insert(max.into());
+        if let Some(max) = max {
+            map.entry("maximum").or_insert(max.into());
+        }
     }
     for v in map.values_mut() {
         match v {

@@ -47,6 +47,7 @@ const MAX_NAME_LEN: usize = 253;
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".spec.state"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
 pub struct IpamBlockSpec {
     /// The block's prefix (RFC 4632 CIDR notation).
     #[schemars(schema_with = "super::cidr_schema")]
@@ -121,6 +122,7 @@ pub struct ReservedAddress {
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".spec.state"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
 pub struct BlockAffinitySpec {
     /// The claiming node.
     pub node: String,
