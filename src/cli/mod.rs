@@ -125,8 +125,9 @@ pub(crate) fn uptime(state: &str, secs: u64) -> String {
     format!("{}h{:02}m{:02}s", secs / 3600, (secs / 60) % 60, secs % 60)
 }
 
-/// Render peers as a table; `wide` adds the router id, hold time,
-/// families, message counters, session flaps and the last NOTIFICATION.
+/// Render peers as a table; `wide` adds the peer type, router id, timers,
+/// families, capabilities, message counters, session flaps and the last
+/// NOTIFICATION.
 pub fn peers_table(peers: &[pb::Peer], wide: bool) -> String {
     let mut header = vec![
         "PEER",
@@ -141,10 +142,12 @@ pub fn peers_table(peers: &[pb::Peer], wide: bool) -> String {
     ];
     if wide {
         header.extend([
+            "TYPE",
             "LOCAL AS",
             "ROUTER ID",
-            "HOLD",
+            "HOLD/KEEPALIVE",
             "FAMILIES",
+            "CAPABILITIES",
             "MSGS IN/OUT",
             "ESTABLISHED",
             "LAST NOTIFICATION",
@@ -165,14 +168,16 @@ pub fn peers_table(peers: &[pb::Peer], wide: bool) -> String {
         ];
         if wide {
             row.extend([
+                p.peer_type.clone(),
                 p.local_as.to_string(),
                 p.peer_router_id.clone(),
                 if p.hold_time > 0 {
-                    format!("{}s", p.hold_time)
+                    format!("{}s/{}s", p.hold_time, p.keepalive_time)
                 } else {
                     String::new()
                 },
                 p.families.join(","),
+                p.capabilities.join(","),
                 format!("{}/{}", p.messages_received, p.messages_sent),
                 p.established_transitions.to_string(),
                 p.last_notification.clone(),

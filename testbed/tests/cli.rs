@@ -60,6 +60,18 @@ fn cli_against_bird() -> anyhow::Result<()> {
             && list[0]["local_as"] == 65001,
         "unexpected peer:\n{json}"
     );
+    // BIRD is an external peer; 4-octet AS and route refresh are negotiated.
+    let caps = list[0]["capabilities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    anyhow::ensure!(
+        list[0]["peer_type"] == "external"
+            && caps.iter().any(|c| c == "4-octet-as")
+            && caps.iter().any(|c| c == "route-refresh")
+            && list[0]["keepalive_time"].as_u64().is_some_and(|k| k > 0),
+        "peer type, capabilities or keepalive missing:\n{json}"
+    );
 
     // routes PREFIX -o yaml: BIRD's route with its AS path and community.
     let yaml = lab.petrel(PETREL, "routes 198.51.100.0/24 -o yaml")?;
@@ -387,7 +399,11 @@ fn cli_ipam_explain_routes() -> anyhow::Result<()> {
         );
         let peers = lab.petrel("node1", "peers -o wide")?;
         anyhow::ensure!(
-            peers.contains("ROUTER ID") && peers.contains("ipv4-unicast"),
+            peers.contains("ROUTER ID")
+                && peers.contains("ipv4-unicast")
+                && peers.contains("mesh")
+                && peers.contains("external")
+                && peers.contains("4-octet-as"),
             "{peers}"
         );
         let err = lab

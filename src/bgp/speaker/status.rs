@@ -147,6 +147,37 @@ pub(super) fn route_change(
     }
 }
 
+/// The kind of peer, for `petrel peers` (`Peer.peer_type`).
+fn peer_type(c: &crate::datastore::resolved::PeerConfig) -> &'static str {
+    use crate::datastore::resolved::PeerOrigin;
+    match &c.origin {
+        _ if c.route_reflector_client => "route-reflector-client",
+        PeerOrigin::Mesh(_) | PeerOrigin::Mesh6(_) => "mesh",
+        PeerOrigin::BgpPeerNode(..) => "node",
+        PeerOrigin::BgpPeer(_) => "external",
+    }
+}
+
+/// Negotiated capabilities by name (RFC 6793, RFC 2918, RFC 7313, RFC 8654,
+/// RFC 4724 as the peer advertised it).
+fn capabilities(n: &crate::bgp::fsm::Negotiated) -> Vec<String> {
+    let mut out = Vec::new();
+    for (on, name) in [
+        (n.four_octet_as, "4-octet-as"),
+        (n.route_refresh, "route-refresh"),
+        (n.enhanced_route_refresh, "enhanced-route-refresh"),
+        (n.extended_message, "extended-message"),
+    ] {
+        if on {
+            out.push(name.to_string());
+        }
+    }
+    if let Some(gr) = &n.peer_graceful_restart {
+        out.push(format!("graceful-restart({}s)", gr.restart_time));
+    }
+    out
+}
+
 impl Speaker {
     fn watched(&self) -> bool {
         self.events.receiver_count() > 0
@@ -307,6 +338,9 @@ impl Speaker {
                     connection_attempts: e.stats.connection_attempts.load(Ordering::Relaxed),
                     established_transitions: e.established_transitions,
                     last_notification: e.last_notification.clone(),
+                    peer_type: peer_type(&e.config).to_string(),
+                    capabilities: neg.map(|n| capabilities(n)).unwrap_or_default(),
+                    keepalive_time: neg.map(|n| u32::from(n.keepalive)).unwrap_or(0),
                 }
             })
             .collect()
