@@ -171,7 +171,7 @@ pub fn services_view(view: Option<&crate::agent::ServicesView>) -> pb::ListServi
 }
 
 #[tonic::async_trait]
-impl pb::agent_server::Agent for Service {
+impl pb::agent_service_server::AgentService for Service {
     async fn list_peers(
         &self,
         _req: tonic::Request<pb::ListPeersRequest>,
@@ -280,7 +280,7 @@ impl pb::agent_server::Agent for Service {
     async fn get_dataplane(
         &self,
         _req: tonic::Request<pb::GetDataplaneRequest>,
-    ) -> Result<tonic::Response<pb::Dataplane>, tonic::Status> {
+    ) -> Result<tonic::Response<pb::GetDataplaneResponse>, tonic::Status> {
         let Some((handle, config)) = &self.dataplane else {
             return Err(tonic::Status::unavailable(
                 "this agent runs without a dataplane",
@@ -290,7 +290,7 @@ impl pb::agent_server::Agent for Service {
             .status()
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        Ok(tonic::Response::new(pb::Dataplane {
+        Ok(tonic::Response::new(pb::GetDataplaneResponse {
             desired: s.desired as u64,
             installed: s.installed as u64,
             stale: s.stale as u64,
@@ -357,7 +357,7 @@ pub async fn serve(
     }
     tracing::info!(socket = %path.display(), "management API listening");
     let result = tonic::transport::Server::builder()
-        .add_service(pb::agent_server::AgentServer::new(Service {
+        .add_service(pb::agent_service_server::AgentServiceServer::new(Service {
             speaker,
             dataplane,
             services,
@@ -376,8 +376,8 @@ pub async fn serve(
 /// Connect to an agent's API socket.
 pub async fn connect(
     path: &Path,
-) -> Result<pb::agent_client::AgentClient<tonic::transport::Channel>, ApiError> {
-    Ok(pb::agent_client::AgentClient::new(channel(path).await?))
+) -> Result<pb::agent_service_client::AgentServiceClient<tonic::transport::Channel>, ApiError> {
+    Ok(pb::agent_service_client::AgentServiceClient::new(channel(path).await?))
 }
 
 /// A gRPC channel to the agent's Unix socket at `path` (for any service).

@@ -65,7 +65,7 @@ pub enum CliError {
 /// directory") rather than tonic's chain of "transport error"s.
 pub(crate) async fn connect(
     socket: &Path,
-) -> Result<pb::agent_client::AgentClient<tonic::transport::Channel>, CliError> {
+) -> Result<pb::agent_service_client::AgentServiceClient<tonic::transport::Channel>, CliError> {
     api::connect(socket).await.map_err(|e| match e {
         ApiError::Connect { path, source } => {
             let mut cause: &dyn std::error::Error = &source;
@@ -291,7 +291,7 @@ pub async fn peers(socket: &Path, query: Option<String>, out: Output) -> Result<
 }
 
 /// Render the dataplane status as text.
-pub fn dataplane_text(d: &pb::Dataplane) -> String {
+pub fn dataplane_text(d: &pb::GetDataplaneResponse) -> String {
     let mut out = format!(
         "table {}, protocol {}: {} desired, {} installed, {} stale (converged: {})\n\
          {} route operations, {} full resyncs\n",

@@ -54,7 +54,7 @@ fn info(p: &pb::Peer) -> String {
 }
 
 /// Renders the summary. `node` is shown when known.
-pub fn status_text(node: Option<&str>, peers: &[pb::Peer], d: &pb::Dataplane) -> String {
+pub fn status_text(node: Option<&str>, peers: &[pb::Peer], d: &pb::GetDataplaneResponse) -> String {
     let mut out = String::from("petrel agent is running");
     if let Some(n) = node.filter(|n| !n.is_empty()) {
         out.push_str(&format!(" on node {n}"));

@@ -25,8 +25,8 @@ fn route(prefix: &str, peer: &str, best: bool) -> pb::Route {
     }
 }
 
-fn dataplane() -> pb::Dataplane {
-    pb::Dataplane {
+fn dataplane() -> pb::GetDataplaneResponse {
+    pb::GetDataplaneResponse {
         desired: 2,
         installed: 2,
         converged: true,
