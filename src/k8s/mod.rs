@@ -139,6 +139,25 @@ pub(crate) fn cidr_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema
     })
 }
 
+/// Removes `null` from the `enum` of nullable properties. kube writes optional
+/// enums as `nullable: true` with `null` among the values; the API server
+/// accepts that, but kubectl's client-side validation rejects it ("unknown
+/// object type nil"), and `nullable` already allows the null.
+pub fn drop_null_enum_values(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if map.get("nullable").and_then(|n| n.as_bool()) == Some(true)
+                && let Some(serde_json::Value::Array(values)) = map.get_mut("enum")
+            {
+                values.retain(|x| !x.is_null());
+            }
+            map.values_mut().for_each(drop_null_enum_values);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_enum_values),
+        _ => {}
+    }
+}
+
 /// All of petrel's CustomResourceDefinitions as one multi-document YAML string
 /// (the content of `manifests/crds.yaml`).
 pub fn crd_manifests() -> String {
@@ -151,6 +170,14 @@ pub fn crd_manifests() -> String {
         BlockAffinity::crd(),
         PetrelNode::crd(),
     ];
+    let crds: Vec<serde_json::Value> = crds
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            drop_null_enum_values(&mut v);
+            v
+        })
+        .collect();
     let body = serde_saphyr::to_string_multiple(&crds)
         // Serializing plain data structures into a String cannot fail; keep the
         // error visible in the output rather than panicking if it ever does.

@@ -153,14 +153,24 @@ fn spawn_watcher(
     }))
 }
 
-fn is_forbidden(e: &watcher::Error) -> bool {
+/// The HTTP status of a watch failure the API server answered.
+fn api_code(e: &watcher::Error) -> Option<u16> {
     match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 403,
-        watcher::Error::WatchError(s) => s.code == 403,
-        _ => false,
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
+        _ => None,
     }
+}
+
+fn is_forbidden(e: &watcher::Error) -> bool {
+    api_code(e) == Some(403)
+}
+
+/// The resource type does not exist (its CRD is not installed).
+fn is_not_found(e: &watcher::Error) -> bool {
+    api_code(e) == Some(404)
 }
 
 struct Driver {
@@ -265,9 +275,11 @@ impl Driver {
                     };
                     tracing::warn!(node, watch = %key, "cannot watch: {e}; retrying with backoff ({kept})");
                 }
-                if matches!(key, WatchKey::Secret(_)) && is_forbidden(&e) {
-                    // Not allowed to read it: count it as absent rather than
-                    // holding back every other change.
+                if (matches!(key, WatchKey::Secret(_)) && is_forbidden(&e)) || is_not_found(&e) {
+                    // Not allowed to read it, or its CRD is not installed
+                    // (an older manifests/crds.yaml): count it as empty
+                    // rather than holding back every other change. The
+                    // watch keeps retrying and picks the objects up later.
                     self.state.mark_unreadable(&key)
                 } else {
                     false
