@@ -377,7 +377,9 @@ pub async fn serve(
 pub async fn connect(
     path: &Path,
 ) -> Result<pb::agent_service_client::AgentServiceClient<tonic::transport::Channel>, ApiError> {
-    Ok(pb::agent_service_client::AgentServiceClient::new(channel(path).await?))
+    Ok(pb::agent_service_client::AgentServiceClient::new(
+        channel(path).await?,
+    ))
 }
 
 /// A gRPC channel to the agent's Unix socket at `path` (for any service).

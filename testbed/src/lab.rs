@@ -2,12 +2,17 @@
 //! one daemon per node. Dropping the [`Lab`] tears everything down, also when
 //! a test panics.
 
-use crate::daemon::{DaemonPaths, run};
-use crate::topology::{Kind, Topology};
+pub use crate::apiproxy::KubeAccess;
+use crate::apiproxy::{ApiProxy, NODE_API_PORT};
+use crate::daemon::{DaemonPaths, petrel_bin, run};
+use crate::topology::{Datastore, Kind, Topology};
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,12 +40,28 @@ pub struct Lab {
     namespaces: Vec<String>,
     /// Set once the logs were printed, so a panic does not print them twice.
     logs_dumped: AtomicBool,
+    /// API server access for `datastore: kubernetes` nodes.
+    kube: Option<KubeAccess>,
+    /// Forwarders from the nodes' loopback to the API server.
+    proxy: Option<ApiProxy>,
 }
 
 impl Lab {
     /// Creates namespaces, links and addresses, then starts every daemon and
     /// waits until each answers on its control interface.
     pub fn deploy(topology: &Path) -> anyhow::Result<Lab> {
+        Lab::deploy_with(topology, None)
+    }
+
+    /// [`Lab::deploy`] for topologies with `datastore: kubernetes` petrel
+    /// nodes: their agents run `--datastore kubernetes` with a kubeconfig
+    /// from `access`, reaching the API server through [`ApiProxy`] (no
+    /// interface or route is added to the host).
+    pub fn deploy_kube(topology: &Path, access: KubeAccess) -> anyhow::Result<Lab> {
+        Lab::deploy_with(topology, Some(access))
+    }
+
+    fn deploy_with(topology: &Path, kube: Option<KubeAccess>) -> anyhow::Result<Lab> {
         let topo = Topology::load(topology)?;
         let n = LAB_COUNTER.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("pt{}x{}", std::process::id(), n);
@@ -58,6 +79,8 @@ impl Lab {
             nodes: BTreeMap::new(),
             namespaces: Vec::new(),
             logs_dumped: AtomicBool::new(false),
+            kube,
+            proxy: None,
         };
         lab.build()
             .with_context(|| format!("deploying topology {}", topology.display()))?;
@@ -117,6 +140,7 @@ impl Lab {
                 self.exec(name, &self.substitute_node(name, cmd)?)?;
             }
         }
+        self.start_api_proxy()?;
         for name in specs.keys() {
             self.spawn(name)?;
         }
@@ -125,6 +149,88 @@ impl Lab {
             self.run_daemon_commands(name)?;
         }
         Ok(())
+    }
+
+    /// Whether `node` is a petrel node with `datastore: kubernetes`.
+    fn is_kube_node(&self, node: &str) -> bool {
+        self.topo
+            .topology
+            .nodes
+            .get(node)
+            .is_some_and(|s| s.kind == Kind::Petrel && s.datastore == Datastore::Kubernetes)
+    }
+
+    /// For `datastore: kubernetes` nodes: the host forwarder, one forwarder
+    /// per node on its `127.0.0.1:6443`, and each node's kubeconfig.
+    fn start_api_proxy(&mut self) -> anyhow::Result<()> {
+        let kube_nodes: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|n| self.is_kube_node(n))
+            .cloned()
+            .collect();
+        if kube_nodes.is_empty() {
+            return Ok(());
+        }
+        let access = self.kube.as_ref().with_context(|| {
+            format!(
+                "nodes {kube_nodes:?} use `datastore: kubernetes`: deploy with Lab::deploy_kube"
+            )
+        })?;
+        let mut proxy = ApiProxy::start(&self.root.join("apiserver.sock"), access.upstream()?)?;
+        for node in &kube_nodes {
+            proxy.add_node(&self.netns(node)?, NODE_API_PORT)?;
+            let file = self.kubeconfig(node)?;
+            std::fs::write(&file, access.node_kubeconfig(node)?)
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+        self.proxy = Some(proxy);
+        Ok(())
+    }
+
+    /// The kubeconfig a `datastore: kubernetes` node's agent uses (server
+    /// `https://127.0.0.1:6443`, valid inside the node's namespace).
+    pub fn kubeconfig(&self, node: &str) -> anyhow::Result<PathBuf> {
+        Ok(self.rundir(node)?.join("kubeconfig"))
+    }
+
+    /// Where a `datastore: kubernetes` node's agent caches its last good
+    /// configuration.
+    pub fn kube_cache_file(&self, node: &str) -> anyhow::Result<PathBuf> {
+        Ok(self.rundir(node)?.join("kube-cache.json"))
+    }
+
+    /// Starts a `datastore: kubernetes` agent the way
+    /// [`DaemonPaths::spawn`] starts the others.
+    fn spawn_kube_agent(&self, node: &str) -> anyhow::Result<Vec<Child>> {
+        let paths = &self.node(node)?.paths;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &paths.netns])
+            .arg(petrel_bin()?)
+            .args(["agent", "--node-name", node, "--datastore", "kubernetes"])
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig(node)?)
+            .arg("--cache-file")
+            .arg(self.kube_cache_file(node)?)
+            .arg("--api-socket")
+            .arg(paths.petrel_socket());
+        let filter = std::env::var("PETREL_TESTBED_LOG").unwrap_or_else(|_| "info".into());
+        cmd.env("RUST_LOG", filter).env("NO_COLOR", "1");
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(paths.log_file())
+            .with_context(|| format!("opening {}", paths.log_file().display()))?;
+        writeln!(log, "==== testbed: starting {cmd:?}")?;
+        let err = log.try_clone()?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("node {node}: starting {cmd:?}"))?;
+        Ok(vec![child])
     }
 
     /// Runs the node's `exec` commands that talk to its daemon (see
@@ -275,7 +381,11 @@ impl Lab {
 
     fn spawn(&self, node: &str) -> anyhow::Result<()> {
         let n = self.node(node)?;
-        let children = n.paths.spawn()?;
+        let children = if self.is_kube_node(node) {
+            self.spawn_kube_agent(node)?
+        } else {
+            n.paths.spawn()?
+        };
         *lock(&n.children) = children;
         Ok(())
     }
@@ -363,6 +473,7 @@ impl Drop for Lab {
             let children = std::mem::take(&mut *lock(&n.children));
             stop_children(children, &n.paths);
         }
+        drop(self.proxy.take());
         // Namespaces created in the lab's scheme by others (CNI pods) and
         // not removed by them go first: they hang off the nodes' links.
         if let Ok(list) = ip(&["netns", "list"]) {

@@ -21,6 +21,7 @@
 //! Needs root (namespaces, veths) and the daemons' Debian packages
 //! (`.ci/setup` installs them).
 
+pub mod apiproxy;
 pub mod cni;
 pub mod daemon;
 pub mod k8s;

@@ -62,6 +62,23 @@ pub struct NodeSpec {
     /// Shell commands run inside the node once all links are up.
     #[serde(default)]
     pub exec: Vec<String>,
+    /// petrel nodes only: where the agent reads its configuration
+    /// (`file`, the default, or `kubernetes`; see [`Datastore`]).
+    #[serde(default)]
+    pub datastore: Datastore,
+}
+
+/// A petrel node's datastore.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Datastore {
+    /// Manifests in the node's directory (`config` is copied there).
+    #[default]
+    File,
+    /// A Kubernetes API server: the lab must be deployed with
+    /// [`crate::Lab::deploy_kube`], which gives each such node a kubeconfig
+    /// and a forwarder to the API server; `config` is optional.
+    Kubernetes,
 }
 
 /// A point-to-point link (a veth pair).
@@ -162,7 +179,11 @@ impl Topology {
             {
                 bail!("node name {name:?}: use letters, digits, '-' and '_' only");
             }
-            if spec.kind != Kind::Linux && spec.config.is_none() {
+            if spec.datastore == Datastore::Kubernetes && spec.kind != Kind::Petrel {
+                bail!("node {name:?}: `datastore` applies to petrel nodes only");
+            }
+            let kube = spec.datastore == Datastore::Kubernetes;
+            if spec.kind != Kind::Linux && spec.config.is_none() && !kube {
                 bail!("node {name:?} of kind {} needs a `config`", spec.kind);
             }
         }
@@ -248,6 +269,21 @@ topology:
         assert!(err.contains("more than one link"), "{err}");
         let bad = GOOD.replace("b:eth2", "b:averyveryverylongname");
         assert!(Topology::parse(&bad).is_err());
+    }
+
+    #[test]
+    fn kubernetes_datastore_needs_no_config_and_only_fits_petrel() {
+        let t = Topology::parse(&GOOD.replace(
+            "kind: petrel, config: a/",
+            "kind: petrel, datastore: kubernetes",
+        ))
+        .unwrap();
+        assert_eq!(t.topology.nodes["a"].datastore, Datastore::Kubernetes);
+        assert_eq!(t.topology.nodes["b"].datastore, Datastore::File);
+        let bad = GOOD.replace("kind: linux", "kind: linux, datastore: kubernetes");
+        let err = format!("{:#}", Topology::parse(&bad).unwrap_err());
+        assert!(err.contains("petrel nodes only"), "{err}");
+        assert!(Topology::parse(&GOOD.replace("config: a/", "datastore: etcd")).is_err());
     }
 
     #[test]
