@@ -7,7 +7,7 @@ use super::state::{Built, Kind, SOURCE, State, WatchEvent, WatchKey};
 use crate::datastore::{Snapshot, assemble_values};
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -134,10 +134,18 @@ fn spawn_watcher(
         ),
     };
     TaskGuard(tokio::spawn(async move {
-        let stream = watcher(api, config)
-            .backoff(WatchBackoff::new(Duration::from_millis(500), max_backoff));
+        // Backoff by hand rather than with `WatchStreamExt::backoff`, which
+        // resets on any event: the watcher emits `Init` at the start of each
+        // relist attempt, before the list has succeeded, so during an outage
+        // it retried every ~0.5 s forever. Here only real progress resets it.
+        let mut backoff = WatchBackoff::new(Duration::from_millis(500), max_backoff);
+        let stream = watcher(api, config);
         futures::pin_mut!(stream);
         while let Some(item) = stream.next().await {
+            let failed = item.is_err();
+            if matches!(&item, Ok(e) if !matches!(e, watcher::Event::Init)) {
+                kube::runtime::utils::Backoff::reset(&mut backoff);
+            }
             let to_value = |o: DynamicObject| serde_json::to_value(o).unwrap_or(Value::Null);
             let msg = item.map(|e| match e {
                 watcher::Event::Apply(o) => WatchEvent::Apply(to_value(o)),
@@ -148,6 +156,10 @@ fn spawn_watcher(
             });
             if tx.send((key.clone(), msg)).await.is_err() {
                 break;
+            }
+            if failed {
+                let delay = backoff.next().unwrap_or(max_backoff);
+                tokio::time::sleep(delay).await;
             }
         }
     }))
@@ -261,7 +273,9 @@ impl Driver {
         }
         let changed = match result {
             Ok(event) => {
-                if self.failing.remove(&key) {
+                // `Init` starts a relist attempt; it resumed only once the
+                // list (or a watch event) arrives.
+                if !matches!(event, WatchEvent::Init) && self.failing.remove(&key) {
                     tracing::info!(node, watch = %key, "watch resumed");
                 }
                 self.state.handle(&key, event)
