@@ -9,7 +9,7 @@
 //! | test | what |
 //! |---|---|
 //! | `bgppeer_apply_and_delete_drive_the_tor_sessions` | `kubectl apply` of a BGPPeer brings the ToR sessions up within 2 s; `kubectl delete` brings them down |
-//! | `a_duplicate_bgppeer_does_not_reset_the_session` | (ignored: fails today) a second BGPPeer for the same peer, then deleting the first, keeps the session without a reset |
+//! | `a_duplicate_bgppeer_does_not_reset_the_session` | a second BGPPeer for the same peer, then deleting the first, keeps the session without a reset |
 //! | `node_labels_choose_the_peers` | a BGPPeer with a nodeSelector peers from the labelled node only, and follows the label when it moves |
 //! | `ippool_blocks_are_routed_everywhere` | an IPPool gives each node a block of its own (IPAMBlocks with three owners), one ToR route per block via its owner, kernel routes on every node |
 //! | `apiserver_outage_changes_no_route_and_no_session` | kube-apiserver killed for 60 s: no kernel route and no session changes; afterwards a new BGPConfiguration still applies |
@@ -82,8 +82,6 @@ fn bgppeer_apply_and_delete_drive_the_tor_sessions() {
 /// AS) is no configuration change for that session, and neither is deleting
 /// the first one: the session must stay up without a reset.
 #[test]
-#[ignore = "petrel resets the session: the peer is keyed by the BGPPeer's name, and \
-            `tor-all` replaces `tor-node1` (peer removed, peer added)"]
 fn a_duplicate_bgppeer_does_not_reset_the_session() {
     let k = k8s_lab();
     k.run(|k| {

@@ -197,7 +197,31 @@ impl Speaker {
         // Listeners follow the port and bind mode.
         self.listeners.reconcile(&new, self.tx.clone()).await;
 
-        // Peers.
+        // Peers. A session whose configuration object changed (two BGPPeers
+        // for the same peer and one is deleted, or a new one takes over)
+        // keeps running under the new name when nothing that needs a reset
+        // differs.
+        let gone: Vec<PeerOrigin> = self
+            .peers
+            .keys()
+            .filter(|k| !new.peers.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            let successor = self.peers.get(&k).and_then(|entry| {
+                new.peers
+                    .iter()
+                    .find(|(o, pc)| !self.peers.contains_key(*o) && !needs_reset(&entry.config, pc))
+                    .map(|(o, _)| o.clone())
+            });
+            if let Some(o) = successor
+                && let Some(entry) = self.peers.remove(&k)
+            {
+                info!(peer = %o, previous = %k, "peer now configured by another object; session kept");
+                self.ids.insert(entry.id, o.clone());
+                self.peers.insert(o, entry);
+            }
+        }
         let removed: Vec<PeerOrigin> = self
             .peers
             .keys()
