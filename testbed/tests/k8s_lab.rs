@@ -15,7 +15,7 @@
 //! | `apiserver_outage_changes_no_route_and_no_session` | kube-apiserver killed for 60 s: no kernel route and no session changes; afterwards a new BGPConfiguration still applies |
 //! | `local_service_follows_its_endpoint_slice` | eTP=Local Service, EndpointSlice and load-balancer status written with kubectl: the /32s only via the endpoint's node, moving within 1 s; the cluster-IP CIDR over three ECMP next hops; an external IP outside the CIDRs is not advertised |
 //! | `agent_restarts_from_its_cache_while_the_apiserver_is_down` | with kube-apiserver down, a restarted agent starts from its cache: its ToR session and its block's route come back; after the API server returns the blocks are unchanged |
-//! | `restarted_agent_routes_to_other_blocks_while_the_apiserver_is_down` | (ignored: fails today) the same, and the restarted node keeps kernel routes to the other nodes' blocks |
+//! | `restarted_agent_routes_to_other_blocks_while_the_apiserver_is_down` | the same, and the restarted node keeps kernel routes to the other nodes' blocks |
 //! | `concurrent_block_claims_never_share_a_block` | three agents claim from a pool of two blocks at once: two owners, one confirmed affinity per block, each block routed via its owner only |
 //!
 //! The API server's service range is `10.0.0.0/24`, so that is the cluster
@@ -470,9 +470,6 @@ fn agent_restarts_from_its_cache_while_the_apiserver_is_down() {
 /// Issue 6: a node restarted during an outage keeps routing to the other
 /// nodes' pods.
 #[test]
-#[ignore = "fails today: without the API server the restarted agent does not know the \
-            other nodes' blocks and rejects their routes (\"inside IP pool ... but not \
-            inside a block of the sending node\")"]
 fn restarted_agent_routes_to_other_blocks_while_the_apiserver_is_down() {
     let k = k8s_lab();
     k.run(|k| restart_during_outage(k, true));

@@ -66,6 +66,55 @@ impl IpamObject for BlockAffinity {
 pub struct KubeIpamStore {
     blocks: Api<IPAMBlock>,
     affinities: Api<BlockAffinity>,
+    block_cache: Option<std::sync::Arc<ListCache>>,
+    affinity_cache: Option<std::sync::Arc<ListCache>>,
+}
+
+/// The last successful list of one kind, on disk, answered when the API
+/// server cannot be reached: an agent that starts during an outage still
+/// knows every node's blocks (its import policy accepts a block only from
+/// its owner). The trait allows a stale list; writes still need the API
+/// server, and their compare-and-swap catches anything stale.
+struct ListCache {
+    path: std::path::PathBuf,
+    /// Hash of the last content written, to write only on change.
+    written: std::sync::Mutex<Option<u64>>,
+}
+
+impl ListCache {
+    fn save<K: Serialize>(&self, node: &str, items: &[K]) {
+        let values: Vec<serde_json::Value> = items
+            .iter()
+            .filter_map(|i| serde_json::to_value(i).ok())
+            .collect();
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            serde_json::to_string(&values)
+                .unwrap_or_default()
+                .hash(&mut h);
+            h.finish()
+        };
+        let Ok(mut written) = self.written.lock() else {
+            return;
+        };
+        if *written == Some(hash) {
+            return;
+        }
+        match super::cache::write(&self.path, node, &values) {
+            Ok(()) => *written = Some(hash),
+            Err(e) => tracing::warn!(node, "cannot cache the IPAM objects: {e}"),
+        }
+    }
+
+    fn load<K: DeserializeOwned>(&self) -> Option<Vec<K>> {
+        let values = super::cache::read(&self.path).ok().flatten()?;
+        values
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<Vec<K>, _>>()
+            .ok()
+    }
 }
 
 impl Debug for KubeIpamStore {
@@ -79,7 +128,26 @@ impl KubeIpamStore {
         KubeIpamStore {
             blocks: Api::all(client.clone()),
             affinities: Api::all(client),
+            block_cache: None,
+            affinity_cache: None,
         }
+    }
+
+    /// Keeps the last list of each kind in `<prefix>.ipamblocks.json` and
+    /// `<prefix>.blockaffinities.json`, and answers lists from them while
+    /// the API server cannot be reached.
+    pub fn with_cache(mut self, prefix: &std::path::Path) -> KubeIpamStore {
+        let file = |suffix: &str| {
+            let mut name = prefix.as_os_str().to_owned();
+            name.push(suffix);
+            ListCache {
+                path: name.into(),
+                written: std::sync::Mutex::new(None),
+            }
+        };
+        self.block_cache = Some(std::sync::Arc::new(file(".ipamblocks.json")));
+        self.affinity_cache = Some(std::sync::Arc::new(file(".blockaffinities.json")));
+        self
     }
 }
 
@@ -168,12 +236,27 @@ fn read_error(kind: ObjectKind, name: &str, op: &str, e: kube::Error) -> StoreEr
     }
 }
 
-async fn list<K: IpamObject>(api: &Api<K>) -> Result<Vec<Stored<K::Spec>>, StoreError> {
-    let list = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| read_error(K::KIND, "(all)", "list", e))?;
-    list.items.into_iter().map(stored).collect()
+async fn list<K: IpamObject>(
+    api: &Api<K>,
+    cache: Option<&ListCache>,
+) -> Result<Vec<Stored<K::Spec>>, StoreError> {
+    match api.list(&ListParams::default()).await {
+        Ok(list) => {
+            if let Some(c) = cache {
+                c.save(K::KIND.kind(), &list.items);
+            }
+            list.items.into_iter().map(stored).collect()
+        }
+        Err(e) => {
+            let err = read_error(K::KIND, "(all)", "list", e);
+            if matches!(err, StoreError::Backend { .. })
+                && let Some(items) = cache.and_then(ListCache::load::<K>)
+            {
+                return items.into_iter().map(stored).collect();
+            }
+            Err(err)
+        }
+    }
 }
 
 async fn get<K: IpamObject>(
@@ -248,7 +331,7 @@ async fn delete<K: IpamObject>(api: &Api<K>, name: &str, expected: &str) -> Resu
 #[async_trait]
 impl IpamStore for KubeIpamStore {
     async fn list_blocks(&self) -> Result<Vec<Stored<IpamBlockSpec>>, StoreError> {
-        list(&self.blocks).await
+        list(&self.blocks, self.block_cache.as_deref()).await
     }
     async fn get_block(&self, name: &str) -> Result<Option<Stored<IpamBlockSpec>>, StoreError> {
         get(&self.blocks, name).await
@@ -272,7 +355,7 @@ impl IpamStore for KubeIpamStore {
         delete(&self.blocks, name, expected_version).await
     }
     async fn list_affinities(&self) -> Result<Vec<Stored<BlockAffinitySpec>>, StoreError> {
-        list(&self.affinities).await
+        list(&self.affinities, self.affinity_cache.as_deref()).await
     }
     async fn get_affinity(
         &self,
