@@ -237,7 +237,9 @@ fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
     use tracing_subscriber::{EnvFilter, Layer, fmt, reload};
     let filter = match level {
         Some(l) => EnvFilter::try_new(l).map_err(|e| format!("invalid --log-level {l:?}: {e}"))?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)),
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
+        }
     };
     // The filter sits behind a reload layer so `petrel log-level` can
     // replace it at run time (petrel::api::log).
