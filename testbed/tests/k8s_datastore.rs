@@ -633,54 +633,22 @@ async fn a_node_token_writes_only_its_own_objects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_ipam_store_is_compare_and_swap() {
+    // The sequential semantics (AlreadyExists, Conflict, NotFound, no ABA,
+    // affinities) are `petrel::ipam::store::conformance`, which CI runs
+    // against a real API server (`cargo test --lib -- --ignored
+    // datastore::kube::ipam`); here: concurrent writers on a shared cluster.
     let cp = shared();
     let store = KubeIpamStore::new(admin_client(cp).await);
     let node = unique("cas");
     let id = std::process::id() % 200;
     let spec = block_spec(&format!("10.{}.0.0/26", 60 + id % 30), &node);
     let name = block_name(&spec.cidr);
-    assert!(store.get_block(&name).await.unwrap().is_none());
-    let v1 = store.create_block(&name, &spec).await.unwrap();
-    assert_eq!(v1.spec, spec);
-    let dup = store.create_block(&name, &spec).await;
-    assert!(
-        matches!(dup, Err(StoreError::AlreadyExists { .. })),
-        "{dup:?}"
-    );
-    assert_eq!(store.get_block(&name).await.unwrap().unwrap(), v1);
-    let mut confirmed = spec.clone();
-    confirmed.state = BlockState::Confirmed;
-    let v2 = store
-        .update_block(&name, &confirmed, &v1.version)
-        .await
-        .unwrap();
-    assert_ne!(v1.version, v2.version);
-    let stale = store.update_block(&name, &spec, &v1.version).await;
-    assert!(
-        matches!(stale, Err(StoreError::Conflict { .. })),
-        "{stale:?}"
-    );
-    let stale = store.delete_block(&name, &v1.version).await;
-    assert!(
-        matches!(stale, Err(StoreError::Conflict { .. })),
-        "{stale:?}"
-    );
-    assert!(store.list_blocks().await.unwrap().contains(&v2));
-    store.delete_block(&name, &v2.version).await.unwrap();
-    let gone = store.delete_block(&name, &v2.version).await;
-    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
-    let gone = store.update_block(&name, &spec, &v2.version).await;
-    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
-    // Re-created: no earlier version matches (no ABA).
-    let v3 = store.create_block(&name, &spec).await.unwrap();
-    for old in [&v1.version, &v2.version] {
-        let r = store.update_block(&name, &spec, old).await;
-        assert!(matches!(r, Err(StoreError::Conflict { .. })), "{r:?}");
+    if let Some(old) = store.get_block(&name).await.unwrap() {
+        store.delete_block(&name, &old.version).await.unwrap();
     }
 
     // Concurrent claims of one block: exactly one create wins; then
     // concurrent updates from the same version: exactly one wins.
-    store.delete_block(&name, &v3.version).await.unwrap();
     let racers: Vec<_> = (0..8)
         .map(|i| {
             let s = store.clone();
@@ -724,33 +692,6 @@ async fn kube_ipam_store_is_compare_and_swap() {
     let last = store.get_block(&name).await.unwrap().unwrap();
     store.delete_block(&name, &last.version).await.unwrap();
 
-    // Affinities.
-    let aspec = BlockAffinitySpec {
-        node: node.clone(),
-        cidr: spec.cidr,
-        state: AffinityState::Pending,
-    };
-    let aname = affinity_name(&node, &spec.cidr);
-    let a1 = store.create_affinity(&aname, &aspec).await.unwrap();
-    let dup = store.create_affinity(&aname, &aspec).await;
-    assert!(
-        matches!(dup, Err(StoreError::AlreadyExists { .. })),
-        "{dup:?}"
-    );
-    let mut aconf = aspec.clone();
-    aconf.state = AffinityState::Confirmed;
-    let a2 = store
-        .update_affinity(&aname, &aconf, &a1.version)
-        .await
-        .unwrap();
-    let stale = store.update_affinity(&aname, &aspec, &a1.version).await;
-    assert!(
-        matches!(stale, Err(StoreError::Conflict { .. })),
-        "{stale:?}"
-    );
-    assert!(store.list_affinities().await.unwrap().contains(&a2));
-    store.delete_affinity(&aname, &a2.version).await.unwrap();
-    assert!(store.get_affinity(&aname).await.unwrap().is_none());
     // Invalid names never reach the API server.
     let r = store.get_block("Not_A_Name").await;
     assert!(matches!(r, Err(StoreError::Invalid { .. })), "{r:?}");
