@@ -66,15 +66,8 @@ impl Backend {
 
     fn info(&self, a: &Allocation, attrs: &BTreeMap<String, String>) -> AllocationInfo {
         AllocationInfo {
-            attachment: AttachmentKey {
-                container_id: a.container_id.clone(),
-                ifname: a.ifname.clone(),
-            },
-            network: attrs.get(ATTR_NETWORK).cloned().unwrap_or_default(),
-            pod_namespace: attrs.get(ATTR_NAMESPACE).cloned(),
-            pod_name: attrs.get(ATTR_POD).cloned(),
-            netns: attrs.get(ATTR_NETNS).cloned().unwrap_or_default(),
             addresses: self.addresses(a),
+            ..attachment_info(&a.container_id, &a.ifname, attrs)
         }
     }
 
@@ -86,17 +79,7 @@ impl Backend {
         for r in rows {
             let entry = out
                 .entry((r.container_id.clone(), r.ifname.clone()))
-                .or_insert_with(|| AllocationInfo {
-                    attachment: AttachmentKey {
-                        container_id: r.container_id.clone(),
-                        ifname: r.ifname.clone(),
-                    },
-                    network: r.attributes.get(ATTR_NETWORK).cloned().unwrap_or_default(),
-                    pod_namespace: r.attributes.get(ATTR_NAMESPACE).cloned(),
-                    pod_name: r.attributes.get(ATTR_POD).cloned(),
-                    netns: r.attributes.get(ATTR_NETNS).cloned().unwrap_or_default(),
-                    addresses: vec![],
-                });
+                .or_insert_with(|| attachment_info(&r.container_id, &r.ifname, &r.attributes));
             let gateway = gateways
                 .iter()
                 .find(|g| g.is_ipv4() == r.address.is_ipv4())
@@ -113,6 +96,25 @@ impl Backend {
             }
         }
         out.into_values().collect()
+    }
+}
+
+/// An attachment with what the allocation's attributes say of it, no addresses.
+fn attachment_info(
+    container_id: &str,
+    ifname: &str,
+    attrs: &BTreeMap<String, String>,
+) -> AllocationInfo {
+    AllocationInfo {
+        attachment: AttachmentKey {
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+        },
+        network: attrs.get(ATTR_NETWORK).cloned().unwrap_or_default(),
+        pod_namespace: attrs.get(ATTR_NAMESPACE).cloned(),
+        pod_name: attrs.get(ATTR_POD).cloned(),
+        netns: attrs.get(ATTR_NETNS).cloned().unwrap_or_default(),
+        addresses: vec![],
     }
 }
 
@@ -230,18 +232,11 @@ impl IpamBackend for Backend {
             .pools
             .iter()
             .map(|p| {
-                let used: u128 = s
+                let (used, free) = s
                     .blocks
                     .iter()
                     .filter(|b| b.pool == p.name && b.owner == s.node)
-                    .map(|b| b.used)
-                    .sum();
-                let free: u128 = s
-                    .blocks
-                    .iter()
-                    .filter(|b| b.pool == p.name && b.owner == s.node)
-                    .map(|b| b.free)
-                    .sum();
+                    .fold((0u128, 0u128), |(u, f), b| (u + b.used, f + b.free));
                 PoolInfo {
                     name: p.name.clone(),
                     cidr: p.cidr,

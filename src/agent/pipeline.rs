@@ -6,8 +6,8 @@
 use super::Snapshots;
 use super::compose::{IpamRoutes, compose};
 use crate::bgp::speaker::SpeakerHandle;
-use crate::datastore::Snapshot;
 use crate::datastore::resolved::NodeConfig;
+use crate::datastore::{Snapshot, publish_changed};
 use crate::ipam::{BlockView, IpamConfig};
 use crate::services::{AdvertisementConfig, ServiceAdvertiser};
 use std::collections::BTreeMap;
@@ -41,14 +41,7 @@ pub fn ipam_config(
             let snap = snapshots.borrow_and_update().clone();
             if let Some(snap) = snap {
                 let cfg = IpamConfig::for_node(&node, &node_labels(&snap, &node), &snap.ip_pools);
-                tx.send_if_modified(|cur| {
-                    if *cur == cfg {
-                        false
-                    } else {
-                        *cur = cfg;
-                        true
-                    }
-                });
+                publish_changed(&tx, cfg);
             }
             if snapshots.changed().await.is_err() {
                 break;
@@ -86,14 +79,7 @@ pub fn compose_config(
                     .map(|b| compose(b, &ipam_routes(snap.as_deref(), &view)))
             };
             if let Some(cfg) = composed {
-                tx.send_if_modified(|cur| {
-                    if cur.as_ref() == Some(&cfg) {
-                        false
-                    } else {
-                        *cur = Some(cfg);
-                        true
-                    }
-                });
+                publish_changed(&tx, Some(cfg));
             }
             tokio::select! {
                 r = base.changed() => if r.is_err() { break },
@@ -172,14 +158,7 @@ pub async fn advertise_services(
                 advertised: engine.advertised(),
                 rejections: engine.rejections(),
             };
-            view.send_if_modified(|cur| {
-                if *cur == now {
-                    false
-                } else {
-                    *cur = now;
-                    true
-                }
-            });
+            publish_changed(&view, now);
         }
         if snapshots.changed().await.is_err() {
             break;

@@ -75,13 +75,6 @@ pub async fn run(
             blocks,
             conditions: vec![],
         };
-        tx.send_if_modified(|cur| {
-            if *cur == report {
-                false
-            } else {
-                *cur = report;
-                true
-            }
-        });
+        crate::datastore::publish_changed(&tx, report);
     }
 }

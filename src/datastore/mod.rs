@@ -39,6 +39,7 @@ pub use node::{
 pub use resolve::{
     DEFAULT_AS_NUMBER, DEFAULT_HOLD_TIME, DEFAULT_MAX_RESTART_TIME, DEFAULT_PORT, resolve,
 };
+pub(crate) use watch::publish_changed;
 pub use watch::{resolve_snapshots, watch_dir, watch_snapshots};
 
 use crate::k8s::{BGPConfiguration, BGPFilter, BGPPeer, IPPool};

@@ -54,6 +54,19 @@ fn poll(dir: &Path) -> Poll {
     }
 }
 
+/// Publishes `value` on `tx` only when it differs from the current one, so
+/// receivers wake up for real changes only; returns whether it was sent.
+pub(crate) fn publish_changed<T: PartialEq>(tx: &watch::Sender<T>, value: T) -> bool {
+    tx.send_if_modified(|cur| {
+        if *cur == value {
+            false
+        } else {
+            *cur = value;
+            true
+        }
+    })
+}
+
 /// The line to log for an error, or `None` when it is the error logged last
 /// (each distinct error is logged once, not at every poll).
 fn new_error(last: &mut Option<String>, text: String, have_config: bool) -> Option<String> {
@@ -161,15 +174,7 @@ pub fn resolve_snapshots(
                                 "configuration is valid again"
                             );
                         }
-                        let changed = tx.send_if_modified(|cur| {
-                            if cur.as_ref() == Some(&config) {
-                                false
-                            } else {
-                                *cur = Some(config);
-                                true
-                            }
-                        });
-                        if changed {
+                        if publish_changed(&tx, Some(config)) {
                             tracing::info!(node = node_name.as_str(), "configuration updated");
                         }
                     }
