@@ -158,10 +158,10 @@ pub fn drop_null_enum_values(v: &mut serde_json::Value) {
     }
 }
 
-/// All of petrel's CustomResourceDefinitions as one multi-document YAML string
-/// (the content of `manifests/crds.yaml`).
-pub fn crd_manifests() -> String {
-    let crds = [
+/// All of petrel's CustomResourceDefinitions, as `kubectl` takes them (with
+/// [`drop_null_enum_values`] applied).
+pub fn crds() -> Vec<serde_json::Value> {
+    [
         BGPConfiguration::crd(),
         BGPPeer::crd(),
         BGPFilter::crd(),
@@ -169,15 +169,20 @@ pub fn crd_manifests() -> String {
         IPAMBlock::crd(),
         BlockAffinity::crd(),
         PetrelNode::crd(),
-    ];
-    let crds: Vec<serde_json::Value> = crds
-        .iter()
-        .map(|c| {
-            let mut v = serde_json::to_value(c).unwrap_or_default();
-            drop_null_enum_values(&mut v);
-            v
-        })
-        .collect();
+    ]
+    .iter()
+    .map(|c| {
+        let mut v = serde_json::to_value(c).unwrap_or_default();
+        drop_null_enum_values(&mut v);
+        v
+    })
+    .collect()
+}
+
+/// All of petrel's CustomResourceDefinitions as one multi-document YAML string
+/// (the content of `manifests/crds.yaml`).
+pub fn crd_manifests() -> String {
+    let crds = crds();
     let body = serde_saphyr::to_string_multiple(&crds)
         // Serializing plain data structures into a String cannot fail; keep the
         // error visible in the output rather than panicking if it ever does.

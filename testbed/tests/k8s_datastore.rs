@@ -12,15 +12,14 @@
 //! root).
 
 use anyhow::{Context, bail};
-use kube::CustomResourceExt;
 use kube::api::{Api, PostParams};
 use petrel::datastore::Snapshot;
 use petrel::datastore::kube::{KubeOptions, cache, ipam::KubeIpamStore, watch};
 use petrel::ipam::store::{IpamStore, StoreError};
 use petrel::k8s::{
-    AffinityState, BlockAffinity, BlockAffinitySpec, BlockState, IPAMBlock, IPPool, IpamBlockSpec,
-    NodeStatusReport, PeerReport, PetrelNode, PetrelNodeSpec, StatusWriterOptions, affinity_for,
-    affinity_name, block_name, spawn_status_writer_with,
+    AffinityState, BlockAffinitySpec, BlockState, IpamBlockSpec, NodeStatusReport, PeerReport,
+    PetrelNode, PetrelNodeSpec, StatusWriterOptions, affinity_for, affinity_name, block_name,
+    spawn_status_writer_with,
 };
 use petrel_testbed::k8s::ControlPlane;
 use std::path::{Path, PathBuf};
@@ -48,23 +47,13 @@ fn unique(prefix: &str) -> String {
 
 /// Every CRD the agent uses, from the Rust types, as one `kubectl apply` list.
 fn crd_list() -> String {
-    let crds = vec![
-        serde_json::to_value(petrel::k8s::BGPConfiguration::crd()).unwrap(),
-        serde_json::to_value(petrel::k8s::BGPPeer::crd()).unwrap(),
-        serde_json::to_value(petrel::k8s::BGPFilter::crd()).unwrap(),
-        serde_json::to_value(IPPool::crd()).unwrap(),
-        serde_json::to_value(IPAMBlock::crd()).unwrap(),
-        serde_json::to_value(BlockAffinity::crd()).unwrap(),
-        serde_json::to_value(PetrelNode::crd()).unwrap(),
-    ];
+    let crds = petrel::k8s::crds();
     serde_json::json!({"apiVersion": "v1", "kind": "List", "items": crds}).to_string()
 }
 
 /// Installs the CRDs, the namespace, RBAC and the admission policy.
 fn install(cp: &ControlPlane) -> anyhow::Result<()> {
-    // Client-side validation trips over `null` in the enums of optional
-    // fields (`nullable: true`); the API server validates the CRDs itself.
-    cp.kubectl_stdin(&["apply", "--validate=false", "-f", "-"], &crd_list())?;
+    cp.kubectl_stdin(&["apply", "-f", "-"], &crd_list())?;
     cp.kubectl(&[
         "wait",
         "--for=condition=Established",

@@ -5,7 +5,6 @@
 //!
 //! Run: `cargo test -p petrel-testbed --test k8s_missing_crd` (needs no root).
 
-use kube::CustomResourceExt;
 use petrel::datastore::Snapshot;
 use petrel::datastore::kube::{KubeOptions, watch};
 use petrel_testbed::k8s::ControlPlane;
@@ -13,19 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch as tokio_watch;
 
+/// Every CRD as `petrel crds` writes it, the IPPool one only `with_pools`.
 fn crds(with_pools: bool) -> String {
-    let mut crds = vec![
-        serde_json::to_value(petrel::k8s::BGPConfiguration::crd()).unwrap(),
-        serde_json::to_value(petrel::k8s::BGPPeer::crd()).unwrap(),
-        serde_json::to_value(petrel::k8s::BGPFilter::crd()).unwrap(),
-    ];
-    if with_pools {
-        crds.push(serde_json::to_value(petrel::k8s::IPPool::crd()).unwrap());
-    }
-    let mut list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": crds});
-    // As `petrel crds` writes them (kubectl validates the enums client-side).
-    petrel::k8s::drop_null_enum_values(&mut list);
-    list.to_string()
+    let crds: Vec<serde_json::Value> = petrel::k8s::crds()
+        .into_iter()
+        .filter(|c| with_pools || c["spec"]["names"]["kind"] != "IPPool")
+        .collect();
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": crds}).to_string()
 }
 
 fn apply_crds(cp: &ControlPlane, with_pools: bool) {
