@@ -113,10 +113,12 @@ kubectl_cmd() {
 
 port_in_use() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
 
+# Below the ephemeral range (32768+), so no outgoing connection takes the
+# port before the server binds it.
 free_port() {
     local p
     for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((10000 + RANDOM % 22000))
         port_in_use "$p" || { echo "$p"; return; }
     done
     die "no free TCP port found on 127.0.0.1"

@@ -44,17 +44,47 @@ pub struct ControlPlane {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Free TCP ports on 127.0.0.1, distinct from each other. A port can still
-/// be taken before the server binds it; the script then retries with others.
+/// Free TCP ports on 127.0.0.1, distinct from each other, chosen below the
+/// kernel's ephemeral range (`net.ipv4.ip_local_port_range`), so that no
+/// outgoing connection of this or any other process is given one of them
+/// between this check and the server's bind. Another test can still pick the
+/// same port at the same moment; the script then retries with others.
 fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("binding 127.0.0.1:0 to find free ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+    let (lo, hi) = static_port_range();
+    let span = u32::from(hi - lo);
+    // Start somewhere that differs between processes and calls.
+    let mut next = (std::process::id() ^ COUNTER.fetch_add(1, Ordering::SeqCst).wrapping_mul(7919))
+        .wrapping_mul(2_654_435_761)
+        % span;
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..span {
+        if held.len() == n {
+            break;
+        }
+        let port = lo + (next % span) as u16;
+        next = next.wrapping_add(1);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    if held.len() < n {
+        bail!("no {n} free TCP ports on 127.0.0.1 in {lo}..{hi}");
+    }
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+/// Ports from 10000 up to the start of the ephemeral range (32768 on a
+/// default kernel), or 10000..20000 when that range starts lower.
+fn static_port_range() -> (u16, u16) {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if start > 11_000 {
+        (10_000, start)
+    } else {
+        (10_000, 20_000)
+    }
 }
 
 fn run_script(args: &[&str]) -> anyhow::Result<Output> {
@@ -366,7 +396,9 @@ mod tests {
         let ports = free_ports(3).unwrap();
         assert_eq!(ports.len(), 3);
         assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
+        let (lo, hi) = static_port_range();
         for p in ports {
+            assert!((lo..hi).contains(&p), "{p} is outside {lo}..{hi}");
             TcpListener::bind(("127.0.0.1", p)).expect("port is free again");
         }
     }
