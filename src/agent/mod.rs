@@ -253,7 +253,8 @@ async fn open_datastore(opts: &AgentOptions) -> anyhow::Result<Datastore> {
             let mut kopts = crate::datastore::kube::KubeOptions::new(opts.node_name.clone());
             kopts.namespace = opts.namespace.clone();
             kopts.cache_file = opts.cache_file.clone();
-            let mut store = crate::datastore::kube::ipam::KubeIpamStore::new(client.clone());
+            let mut store =
+                crate::datastore::kube::ipam::KubeIpamStore::new(client.clone()).with_watch();
             if let Some(cache) = &opts.cache_file {
                 store = store.with_cache(cache);
             }

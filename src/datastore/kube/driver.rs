@@ -93,7 +93,7 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 }
 
 /// A spawned task that is aborted when dropped.
-struct TaskGuard(JoinHandle<()>);
+pub(crate) struct TaskGuard(pub(crate) JoinHandle<()>);
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {

@@ -17,6 +17,8 @@
 //!
 //! Related RFCs: RFC 4632 (the blocks' CIDRs).
 
+use super::driver::{TaskGuard, WatchBackoff};
+use super::ipam_cache::{CacheEvent, ObjectCache};
 use crate::ipam::store::{IpamStore, ObjectKind, StoreError, Stored};
 use crate::k8s::{
     BlockAffinity, BlockAffinitySpec, IPAMBlock, IpamBlockSpec, is_valid_object_name,
@@ -68,6 +70,26 @@ pub struct KubeIpamStore {
     affinities: Api<BlockAffinity>,
     block_cache: Option<std::sync::Arc<ListCache>>,
     affinity_cache: Option<std::sync::Arc<ListCache>>,
+    block_watch: Option<std::sync::Arc<Watched<IpamBlockSpec>>>,
+    affinity_watch: Option<std::sync::Arc<Watched<BlockAffinitySpec>>>,
+}
+
+/// A kind's [`ObjectCache`], fed by a watch task that stops with the last
+/// clone of the store.
+struct Watched<S> {
+    cache: std::sync::Mutex<ObjectCache<S>>,
+    /// The generation last written to the on-disk list cache.
+    saved: std::sync::Mutex<Option<u64>>,
+    _task: TaskGuard,
+}
+
+impl<S: Clone> Watched<S> {
+    fn with<R>(&self, f: impl FnOnce(&mut ObjectCache<S>) -> R) -> R {
+        // A poisoned lock only means a panic elsewhere mid-update; the cache
+        // is still a valid (possibly older) view.
+        let mut guard = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
 }
 
 /// The last successful list of one kind, on disk, answered when the API
@@ -130,7 +152,21 @@ impl KubeIpamStore {
             affinities: Api::all(client),
             block_cache: None,
             affinity_cache: None,
+            block_watch: None,
+            affinity_watch: None,
         }
+    }
+
+    /// Answers lists from a watch of each kind (see
+    /// [`ipam_cache`](super::ipam_cache)) instead of a LIST per call: one
+    /// LIST at start and after a 410 Gone, then only the changes. Until the
+    /// watch has completed its first list, and while it is disabled, lists go
+    /// to the API server as before. Needs a tokio runtime; the watch tasks
+    /// stop when the last clone of the store is dropped.
+    pub fn with_watch(mut self) -> KubeIpamStore {
+        self.block_watch = Some(spawn_watch(self.blocks.clone()));
+        self.affinity_watch = Some(spawn_watch(self.affinities.clone()));
+        self
     }
 
     /// Keeps the last list of each kind in `<prefix>.ipamblocks.json` and
@@ -236,6 +272,198 @@ fn read_error(kind: ObjectKind, name: &str, op: &str, e: kube::Error) -> StoreEr
     }
 }
 
+/// Runs a watch of `K` into a new [`ObjectCache`], retrying with
+/// [`WatchBackoff`] (reset only by real progress) while the API server is
+/// away; the cache keeps its last view meanwhile.
+fn spawn_watch<K: IpamObject>(api: Api<K>) -> std::sync::Arc<Watched<K::Spec>> {
+    // The task holds only a weak reference, so dropping the store stops it.
+    std::sync::Arc::new_cyclic(|weak| Watched {
+        cache: std::sync::Mutex::new(ObjectCache::new()),
+        saved: std::sync::Mutex::new(None),
+        _task: TaskGuard(tokio::spawn(run_watch(api, weak.clone()))),
+    })
+}
+
+async fn run_watch<K: IpamObject>(api: Api<K>, weak: std::sync::Weak<Watched<K::Spec>>) {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let max = std::time::Duration::from_secs(8);
+    let mut backoff = WatchBackoff::new(std::time::Duration::from_millis(500), max);
+    let mut failing = false;
+    let stream = watcher(api, watcher::Config::default());
+    futures::pin_mut!(stream);
+    while let Some(item) = stream.next().await {
+        let event = match item {
+            Ok(e) => e,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(
+                        kind = K::KIND.kind(),
+                        "IPAM watch failed: {e}; retrying with backoff (lists keep the last view)"
+                    );
+                    failing = true;
+                }
+                tokio::time::sleep(backoff.next().unwrap_or(max)).await;
+                continue;
+            }
+        };
+        if !matches!(event, watcher::Event::Init) {
+            kube::runtime::utils::Backoff::reset(&mut backoff);
+            if failing {
+                tracing::info!(kind = K::KIND.kind(), "IPAM watch resumed");
+                failing = false;
+            }
+        }
+        let cache_event = match event {
+            watcher::Event::Init => Some(CacheEvent::Init),
+            watcher::Event::InitDone => Some(CacheEvent::InitDone),
+            watcher::Event::InitApply(o) => stored(o).ok().map(CacheEvent::InitApply),
+            watcher::Event::Apply(o) => stored(o).ok().map(CacheEvent::Apply),
+            watcher::Event::Delete(o) => stored(o).ok().map(CacheEvent::Delete),
+        };
+        let Some(watched) = weak.upgrade() else { break };
+        if let Some(ev) = cache_event {
+            let disabled = watched.with(|c| {
+                let was = c.is_disabled();
+                c.on_event(ev);
+                !was && c.is_disabled()
+            });
+            if disabled {
+                tracing::warn!(
+                    kind = K::KIND.kind(),
+                    "the API server answered a resourceVersion that is not an integer; \
+                     listing from the API server instead of the watch"
+                );
+            }
+        }
+    }
+}
+
+/// A list from the watch cache when it is synced (saved to the on-disk list
+/// cache when it changed), else from the API server.
+async fn list_cached<K: IpamObject>(
+    api: &Api<K>,
+    watched: Option<&Watched<K::Spec>>,
+    cache: Option<&ListCache>,
+) -> Result<Vec<Stored<K::Spec>>, StoreError> {
+    if let Some(w) = watched {
+        let now = std::time::Instant::now();
+        if let Some((items, generation)) = w.with(|c| c.list(now).map(|l| (l, c.generation()))) {
+            if let Some(c) = cache {
+                let mut saved = w.saved.lock().unwrap_or_else(|p| p.into_inner());
+                if *saved != Some(generation) {
+                    let objs: Vec<K> = items
+                        .iter()
+                        .map(|i| {
+                            K::build(
+                                ObjectMeta {
+                                    name: Some(i.name.clone()),
+                                    resource_version: Some(i.version.clone()),
+                                    ..Default::default()
+                                },
+                                i.spec.clone(),
+                            )
+                        })
+                        .collect();
+                    c.save(K::KIND.kind(), &objs);
+                    *saved = Some(generation);
+                }
+            }
+            return Ok(items);
+        }
+    }
+    list(api, cache).await
+}
+
+/// What a successful call tells the watch cache.
+enum Outcome<'a, S> {
+    /// A create's or update's result, or a GET's answer.
+    Object(&'a Stored<S>),
+    /// A GET found nothing: every version known so far is gone.
+    Absent,
+    /// A delete removed this version.
+    Deleted(&'a str),
+}
+
+fn record<S: Clone>(watched: Option<&Watched<S>>, name: &str, outcome: Outcome<'_, S>) {
+    let Some(w) = watched else { return };
+    let now = std::time::Instant::now();
+    w.with(|c| match outcome {
+        Outcome::Object(o) => c.wrote(o, now),
+        Outcome::Deleted(v) => c.deleted(name, v, now),
+        Outcome::Absent => {
+            if let Some(v) = c.known_version(name) {
+                c.deleted(name, &v.to_string(), now);
+            }
+        }
+    });
+}
+
+/// The store operations of one kind, with the watch cache kept current.
+struct Kind<'a, K: IpamObject> {
+    api: &'a Api<K>,
+    watched: Option<&'a Watched<K::Spec>>,
+    cache: Option<&'a ListCache>,
+}
+
+impl<K: IpamObject> Kind<'_, K> {
+    async fn list(&self) -> Result<Vec<Stored<K::Spec>>, StoreError> {
+        list_cached(self.api, self.watched, self.cache).await
+    }
+    async fn get(&self, name: &str) -> Result<Option<Stored<K::Spec>>, StoreError> {
+        let r = get(self.api, name).await;
+        match &r {
+            Ok(Some(o)) => record(self.watched, name, Outcome::Object(o)),
+            Ok(None) => record(self.watched, name, Outcome::Absent),
+            Err(_) => {}
+        }
+        r
+    }
+    async fn create(&self, name: &str, spec: &K::Spec) -> Result<Stored<K::Spec>, StoreError> {
+        let r = create(self.api, name, spec).await;
+        if let Ok(o) = &r {
+            record(self.watched, name, Outcome::Object(o));
+        }
+        r
+    }
+    async fn update(
+        &self,
+        name: &str,
+        spec: &K::Spec,
+        expected: &str,
+    ) -> Result<Stored<K::Spec>, StoreError> {
+        let r = update(self.api, name, spec, expected).await;
+        if let Ok(o) = &r {
+            record(self.watched, name, Outcome::Object(o));
+        }
+        r
+    }
+    async fn delete(&self, name: &str, expected: &str) -> Result<(), StoreError> {
+        let r = delete(self.api, name, expected).await;
+        if r.is_ok() {
+            record(self.watched, name, Outcome::<K::Spec>::Deleted(expected));
+        }
+        r
+    }
+}
+
+impl KubeIpamStore {
+    fn block_ops(&self) -> Kind<'_, IPAMBlock> {
+        Kind {
+            api: &self.blocks,
+            watched: self.block_watch.as_deref(),
+            cache: self.block_cache.as_deref(),
+        }
+    }
+    fn affinity_ops(&self) -> Kind<'_, BlockAffinity> {
+        Kind {
+            api: &self.affinities,
+            watched: self.affinity_watch.as_deref(),
+            cache: self.affinity_cache.as_deref(),
+        }
+    }
+}
+
 async fn list<K: IpamObject>(
     api: &Api<K>,
     cache: Option<&ListCache>,
@@ -331,17 +559,17 @@ async fn delete<K: IpamObject>(api: &Api<K>, name: &str, expected: &str) -> Resu
 #[async_trait]
 impl IpamStore for KubeIpamStore {
     async fn list_blocks(&self) -> Result<Vec<Stored<IpamBlockSpec>>, StoreError> {
-        list(&self.blocks, self.block_cache.as_deref()).await
+        self.block_ops().list().await
     }
     async fn get_block(&self, name: &str) -> Result<Option<Stored<IpamBlockSpec>>, StoreError> {
-        get(&self.blocks, name).await
+        self.block_ops().get(name).await
     }
     async fn create_block(
         &self,
         name: &str,
         spec: &IpamBlockSpec,
     ) -> Result<Stored<IpamBlockSpec>, StoreError> {
-        create(&self.blocks, name, spec).await
+        self.block_ops().create(name, spec).await
     }
     async fn update_block(
         &self,
@@ -349,26 +577,26 @@ impl IpamStore for KubeIpamStore {
         spec: &IpamBlockSpec,
         expected_version: &str,
     ) -> Result<Stored<IpamBlockSpec>, StoreError> {
-        update(&self.blocks, name, spec, expected_version).await
+        self.block_ops().update(name, spec, expected_version).await
     }
     async fn delete_block(&self, name: &str, expected_version: &str) -> Result<(), StoreError> {
-        delete(&self.blocks, name, expected_version).await
+        self.block_ops().delete(name, expected_version).await
     }
     async fn list_affinities(&self) -> Result<Vec<Stored<BlockAffinitySpec>>, StoreError> {
-        list(&self.affinities, self.affinity_cache.as_deref()).await
+        self.affinity_ops().list().await
     }
     async fn get_affinity(
         &self,
         name: &str,
     ) -> Result<Option<Stored<BlockAffinitySpec>>, StoreError> {
-        get(&self.affinities, name).await
+        self.affinity_ops().get(name).await
     }
     async fn create_affinity(
         &self,
         name: &str,
         spec: &BlockAffinitySpec,
     ) -> Result<Stored<BlockAffinitySpec>, StoreError> {
-        create(&self.affinities, name, spec).await
+        self.affinity_ops().create(name, spec).await
     }
     async fn update_affinity(
         &self,
@@ -376,137 +604,15 @@ impl IpamStore for KubeIpamStore {
         spec: &BlockAffinitySpec,
         expected_version: &str,
     ) -> Result<Stored<BlockAffinitySpec>, StoreError> {
-        update(&self.affinities, name, spec, expected_version).await
+        self.affinity_ops()
+            .update(name, spec, expected_version)
+            .await
     }
     async fn delete_affinity(&self, name: &str, expected_version: &str) -> Result<(), StoreError> {
-        delete(&self.affinities, name, expected_version).await
+        self.affinity_ops().delete(name, expected_version).await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use kube::core::Status;
-
-    fn api(code: u16, reason: &str) -> kube::Error {
-        kube::Error::Api(Status::failure("m", reason).with_code(code).boxed())
-    }
-
-    #[test]
-    fn api_errors_map_to_the_store_semantics() {
-        let k = ObjectKind::Block;
-        let create = |e| write_error(k, "b", "create", None, e);
-        let update = |e| write_error(k, "b", "update", Some("7"), e);
-        assert!(matches!(
-            create(api(409, "AlreadyExists")),
-            StoreError::AlreadyExists { .. }
-        ));
-        assert!(matches!(
-            update(api(409, "Conflict")),
-            StoreError::Conflict { ref expected, .. } if expected == "7"
-        ));
-        assert!(matches!(
-            update(api(404, "NotFound")),
-            StoreError::NotFound { .. }
-        ));
-        assert!(matches!(
-            create(api(422, "Invalid")),
-            StoreError::Invalid { .. }
-        ));
-        // Forbidden (RBAC or the admission policy) is a backend failure that
-        // keeps the API error for the caller.
-        match update(api(403, "Forbidden")) {
-            StoreError::Backend { source, .. } => assert!(matches!(
-                source.downcast_ref::<kube::Error>(),
-                Some(kube::Error::Api(s)) if s.code == 403
-            )),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn invalid_names_are_refused_locally() {
-        assert!(check_name(ObjectKind::Block, "10-244-1-0-26").is_ok());
-        assert!(matches!(
-            check_name(ObjectKind::Affinity, "Bad_Name"),
-            Err(StoreError::Invalid { .. })
-        ));
-    }
-
-    /// A control plane started with `testbed/k8s/controlplane.sh` for this
-    /// test; stopped (and its directory removed) on drop.
-    struct ControlPlane {
-        dir: std::path::PathBuf,
-        kubeconfig: std::path::PathBuf,
-    }
-
-    fn script() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/k8s/controlplane.sh")
-    }
-
-    impl ControlPlane {
-        fn start() -> ControlPlane {
-            let dir = std::env::temp_dir().join(format!("petrel-k8s-ipam-{}", std::process::id()));
-            let out = std::process::Command::new("bash")
-                .arg(script())
-                .args(["start", "--dir"])
-                .arg(&dir)
-                .args(["--watch-pid", &std::process::id().to_string()])
-                .stdin(std::process::Stdio::null())
-                .output()
-                .expect("run controlplane.sh");
-            assert!(
-                out.status.success(),
-                "controlplane.sh start: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let kubeconfig = stdout
-                .lines()
-                .last()
-                .expect("kubeconfig path")
-                .trim()
-                .into();
-            ControlPlane { dir, kubeconfig }
-        }
-    }
-
-    impl Drop for ControlPlane {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("bash")
-                .arg(script())
-                .args(["stop", "--dir"])
-                .arg(&self.dir)
-                .status();
-        }
-    }
-
-    /// The same conformance checks as the file store's, on a real API server.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "starts a real kube-apiserver (testbed/k8s/controlplane.sh); run with --ignored"]
-    async fn passes_the_store_conformance_checks_on_a_real_api_server() {
-        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-        use kube::CustomResourceExt;
-        let cp = tokio::task::spawn_blocking(ControlPlane::start)
-            .await
-            .unwrap();
-        let kc = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .unwrap();
-        let client = kube::Client::try_from(cfg).unwrap();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in [IPAMBlock::crd(), BlockAffinity::crd()] {
-            crds.create(&PostParams::default(), &crd).await.unwrap();
-        }
-        let store = KubeIpamStore::new(client);
-        // Until the CRDs are Established, their endpoints answer 404.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while store.list_blocks().await.is_err() || store.list_affinities().await.is_err() {
-            assert!(std::time::Instant::now() < deadline, "CRDs not served");
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-        crate::ipam::store::conformance::check(&store).await;
-        drop(cp);
-    }
-}
+#[path = "ipam_tests.rs"]
+mod tests;

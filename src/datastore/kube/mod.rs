@@ -35,6 +35,7 @@
 pub mod cache;
 mod driver;
 pub mod ipam;
+mod ipam_cache;
 mod state;
 
 pub use cache::CacheError;
