@@ -204,7 +204,7 @@ pub fn show_text(s: &IpamShow, wide: bool) -> String {
             yes(p.selected).into(),
             yes(p.disabled).into(),
             yes(p.export).into(),
-            format!("{}/{}", p.blocks_claimed, p.blocks_total),
+            format!("{}/{}", p.blocks_claimed, blocks_label(p)),
             p.addresses_used.to_string(),
             p.addresses_free.to_string(),
         ]);
@@ -434,6 +434,20 @@ pub async fn check_cmd(socket: &Path, out: Output) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::Inconsistent(r.problems.len()))
+    }
+}
+
+/// The pool's block count for the table: exact below 2^64, else as a
+/// power of two (an IPv6 /48 of /122 blocks holds 2^74; the API's
+/// `blocks_total` saturates at 2^64-1).
+fn blocks_label(p: &PoolJson) -> String {
+    let prefix_len = p
+        .cidr
+        .parse::<ipnet::IpNet>()
+        .map(|n| u32::from(n.prefix_len()));
+    match prefix_len {
+        Ok(len) if p.block_size >= len + 64 => format!("2^{}", p.block_size - len),
+        _ => p.blocks_total.to_string(),
     }
 }
 

@@ -183,3 +183,22 @@ fn check_finds_each_kind_of_problem() {
     assert_eq!(j["ok"], false);
     assert_eq!(j["problems"][2]["kind"], "gateway");
 }
+
+#[test]
+fn huge_ipv6_pools_show_their_block_count_as_a_power_of_two() {
+    let mut s = status(Vec::new());
+    s.pools.push(pb::IpPoolStatus {
+        name: "v6".into(),
+        cidr: "fd00:65::/48".into(),
+        block_size: 122,
+        family: pb::IpFamily::Ipv6 as i32,
+        selected: true,
+        blocks_total: u64::MAX,
+        blocks_claimed: 2,
+        ..Default::default()
+    });
+    let text = show_text(&show_json(&s), false);
+    assert!(text.contains("2/2^74"), "{text}");
+    assert!(text.contains("3/1024"), "{text}");
+    assert!(!text.contains(&u64::MAX.to_string()), "{text}");
+}
