@@ -454,6 +454,37 @@ fn cli_ipam_explain_routes() -> anyhow::Result<()> {
              {withdrawn}):\n{}",
             seen.join("\n")
         );
+
+        // A peer removed from the configuration ends its session with an
+        // event too (the peer is gone from `petrel peers` afterwards).
+        std::fs::remove_file(lab.node_dir("node1").join("bgppeer-tor-node1-v4.yaml"))?;
+        let deadline = std::time::Instant::now() + PROPAGATE + Duration::from_secs(1);
+        let mut removed = None;
+        while removed.is_none() && std::time::Instant::now() < deadline {
+            let Ok(line) = events.lines.recv_timeout(Duration::from_millis(200)) else {
+                continue;
+            };
+            let ev: Value = serde_json::from_str(&line)?;
+            if ev["type"] == "session" && ev["session"]["address"] == "10.0.1.2" {
+                removed = Some(ev);
+            } else {
+                seen.push(line);
+            }
+        }
+        let ev = removed.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no session event after removing the ToR peer:\n{}",
+                seen.join("\n")
+            )
+        })?;
+        anyhow::ensure!(
+            ev["session"]["from_state"] == "Established"
+                && ev["session"]["to_state"] == "Idle"
+                && ev["session"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("peer removed")),
+            "{ev:#}"
+        );
         Ok(())
     });
     Ok(())

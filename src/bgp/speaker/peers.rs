@@ -349,6 +349,7 @@ impl Speaker {
             return;
         };
         info!(peer = %origin, reason = text, "peer removed");
+        self.publish_removed(origin, entry.config.address, entry.state, text);
         // The text goes out as an RFC 9003 communication on Administrative
         // Shutdown and Reset; other subcodes carry no data.
         let _ = entry.cmd.send(SessionCmd::Stop {

@@ -223,6 +223,32 @@ impl Speaker {
         });
     }
 
+    /// Publishes the end of a session whose peer was removed from the
+    /// configuration (the session goes to Idle and is gone).
+    pub(super) fn publish_removed(
+        &self,
+        origin: &crate::datastore::resolved::PeerOrigin,
+        address: std::net::IpAddr,
+        state: crate::bgp::fsm::State,
+        reason: &str,
+    ) {
+        if !self.watched() || state == crate::bgp::fsm::State::Idle {
+            return;
+        }
+        let _ = self.events.send(pb::WatchEventsResponse {
+            time_unix_ms: now_unix_ms(),
+            event: Some(pb::watch_events_response::Event::Session(
+                pb::SessionTransition {
+                    peer: origin.to_string(),
+                    address: address.to_string(),
+                    from_state: state.to_string(),
+                    to_state: crate::bgp::fsm::State::Idle.to_string(),
+                    reason: format!("peer removed: {reason}"),
+                },
+            )),
+        });
+    }
+
     /// Publishes the new selection of every changed prefix.
     pub(super) fn publish_route_changes(&self, changed: &std::collections::BTreeSet<ipnet::IpNet>) {
         if !self.watched() {
