@@ -424,17 +424,71 @@ fn cli_ipam_explain_routes() -> anyhow::Result<()> {
         anyhow::ensure!(format!("{err:#}").contains("invalid log filter"), "{err:#}");
         pod.delete()?;
 
-        // events: stopping node3 shows its sessions going down and its
-        // block withdrawn.
+        // events: stopping node3 shows its sessions going down; node3
+        // announced graceful restart (restart time 8 s in this topology's
+        // BGPConfiguration), so node1 keeps its block while it restarts and
+        // withdraws it when it does not come back in time.
         let node3_block = v4_block(&node1_show, "node3")
             .ok_or_else(|| anyhow::anyhow!("node3 has no block: {node1_show:#}"))?;
         let events = EventsChild::spawn(lab, "node1")?;
         std::thread::sleep(Duration::from_millis(300)); // subscribed
+        // A restart is hitless: node1 keeps node3's block until node3 is
+        // back and has sent End-of-RIB (its Forwarding State bit is set).
+        lab.restart_node("node3")?;
+        wait_for(PROPAGATE, "node1's sessions with node3 back", || {
+            let peers = json(lab, "node1", "peers -o json")?;
+            let up = peers.as_array().is_some_and(|p| {
+                p.iter()
+                    .any(|p| p["name"] == "mesh/node3" && p["state"] == "Established")
+            });
+            anyhow::ensure!(up, "{peers:#}");
+            Ok(())
+        })?;
+        std::thread::sleep(Duration::from_millis(500)); // End-of-RIB
+        let mut during_restart = Vec::new();
+        while let Ok(line) = events.lines.try_recv() {
+            let ev: Value = serde_json::from_str(&line)?;
+            anyhow::ensure!(
+                !(ev["type"] == "route"
+                    && ev["route"]["prefix"] == node3_block.as_str()
+                    && ev["route"]["withdrawn"] == true),
+                "node3's block was withdrawn during node3's restart:\n{}\n{line}",
+                during_restart.join("\n")
+            );
+            during_restart.push(line);
+        }
+        anyhow::ensure!(
+            during_restart.iter().any(|l| l.contains("mesh/node3")),
+            "no session event of node3's restart reached node1"
+        );
         lab.stop_node("node3")?;
-        let (mut session_down, mut withdrawn) = (false, false);
-        let deadline = std::time::Instant::now() + PROPAGATE;
+        let stopped = std::time::Instant::now();
+        let (mut session_down, mut withdrawn) = (false, None);
+        let deadline = stopped + Duration::from_secs(15);
         let mut seen = Vec::new();
-        while !(session_down && withdrawn) && std::time::Instant::now() < deadline {
+        let mut checked_kept = false;
+        while withdrawn.is_none() && std::time::Instant::now() < deadline {
+            if session_down && !checked_kept && stopped.elapsed() > Duration::from_secs(3) {
+                // Still routed 3 s after the stop, and the peer says why.
+                let kernel = json(lab, "node1", "routes --kernel -o json")?;
+                anyhow::ensure!(
+                    kernel["routes"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|r| r["prefix"] == node3_block.as_str())),
+                    "node3's block left node1's kernel during its graceful restart: {kernel:#}"
+                );
+                let peers = json(lab, "node1", "peers -o json")?;
+                anyhow::ensure!(
+                    peers
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|p| p["name"] == "mesh/node3"
+                            && p["last_error"]
+                                .as_str()
+                                .is_some_and(|e| e.contains("graceful restart")))),
+                    "{peers:#}"
+                );
+                checked_kept = true;
+            }
             let Ok(line) = events.lines.recv_timeout(Duration::from_millis(200)) else {
                 continue;
             };
@@ -443,17 +497,23 @@ fn cli_ipam_explain_routes() -> anyhow::Result<()> {
                 && ev["session"]["peer"] == "mesh/node3"
                 && ev["session"]["from_state"] == "Established"
                 && ev["session"]["to_state"] != "Established";
-            withdrawn |= ev["type"] == "route"
+            if ev["type"] == "route"
                 && ev["route"]["prefix"] == node3_block.as_str()
-                && ev["route"]["withdrawn"] == true;
+                && ev["route"]["withdrawn"] == true
+            {
+                withdrawn = Some(stopped.elapsed());
+            }
             seen.push(line);
         }
+        let after = withdrawn.unwrap_or_default();
         anyhow::ensure!(
-            session_down && withdrawn,
-            "events after stopping node3 (session down {session_down}, {node3_block} withdrawn \
-             {withdrawn}):\n{}",
+            session_down && checked_kept && after >= Duration::from_secs(6),
+            "events after stopping node3 (session down {session_down}, kept {checked_kept}, \
+             {node3_block} withdrawn after {withdrawn:?}, expected after the 8 s restart \
+             time):\n{}",
             seen.join("\n")
         );
+        eprintln!("node3's block withdrawn {after:.1?} after its agent stopped (restart time 8 s)");
 
         // A peer removed from the configuration ends its session with an
         // event too (the peer is gone from `petrel peers` afterwards).

@@ -130,6 +130,9 @@ impl Speaker {
         for w in &update.withdrawn {
             let key = (w.prefix, w.path_id.unwrap_or(0));
             entry.refresh_stale.remove(&key);
+            if let Some(h) = &mut entry.graceful {
+                h.refreshed(&key);
+            }
             entry.adj_in_pre.remove(&key);
             self.rib.remove(entry.id, key.0, key.1);
         }
@@ -140,6 +143,9 @@ impl Speaker {
         for nlri in &update.announced {
             let key = (nlri.prefix, nlri.path_id.unwrap_or(0));
             entry.refresh_stale.remove(&key);
+            if let Some(h) = &mut entry.graceful {
+                h.refreshed(&key);
+            }
             entry.adj_in_pre.insert(key, attrs.clone());
         }
         self.import_routes(origin, &update.announced, &attrs);

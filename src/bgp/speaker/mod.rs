@@ -1,6 +1,7 @@
 //! The BGP speaker: the one task that owns the RIB and the peer table
 //! (RFC 4271 §9: UPDATE processing, decision process, update-send process;
-//! RFC 4724 §2 End-of-RIB; RFC 4486 prefix limits).
+//! RFC 4724 §2 End-of-RIB and §4.2 graceful restart helper, with RFC 8538;
+//! RFC 4486 prefix limits).
 //!
 //! It is fed typed messages: resolved configuration from the datastore,
 //! events from the per-session drivers (`bgp::session`), inbound connections
@@ -8,6 +9,7 @@
 //! mutates its state.
 
 mod export;
+mod graceful;
 mod import;
 mod listener;
 mod peers;
@@ -264,8 +266,15 @@ impl Speaker {
             if let Some(c) = initial {
                 speaker.apply_config(c).await;
             }
+            // Graceful restart deadlines (restart and stale times, seconds).
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    _ = tick.tick() => {
+                        speaker.graceful_tick(std::time::Instant::now());
+                        speaker.flush();
+                    }
                     changed = config.changed() => {
                         if changed.is_err() {
                             break;

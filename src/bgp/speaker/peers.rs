@@ -53,6 +53,9 @@ pub struct PeerEntry {
     pub adj_in_pre: HashMap<(IpNet, u32), Arc<PathAttributes>>,
     /// Routes of the peer not re-sent yet since its BoRR (RFC 7313).
     pub refresh_stale: std::collections::HashSet<(IpNet, u32)>,
+    /// Set while the peer restarts gracefully (RFC 4724 §4.2): its stale
+    /// routes, kept until it is back and has sent End-of-RIB.
+    pub graceful: Option<super::graceful::Helper>,
 }
 
 impl PeerEntry {
@@ -97,11 +100,17 @@ pub fn fsm_config(node: &NodeConfig, p: &PeerConfig, seed: u64) -> SessionConfig
         route_refresh: true,
         enhanced_route_refresh: true,
         extended_message: true,
+        // Forwarding State set for every family (RFC 4724 §3): what petrel
+        // advertises is forwarded by kernel routes it does not own and that
+        // outlive the agent (the CNI's routes to pods, the service proxy's
+        // rules), and a reflected route keeps its next hop. So a peer keeps
+        // this node's routes across an agent restart until the node's
+        // End-of-RIB, instead of flushing them when the session comes back.
         graceful_restart: Some(wire::GracefulRestartCap {
             restart_state: false,
             notification: true,
             restart_time: secs(p.max_restart_time).min(4095),
-            families: p.families.iter().map(|f| (*f, false)).collect(),
+            families: p.families.iter().map(|f| (*f, true)).collect(),
         }),
         send_hold_time: None,
         seed,
@@ -339,6 +348,7 @@ impl Speaker {
                 eor_received: BTreeSet::new(),
                 adj_in_pre: HashMap::new(),
                 refresh_stale: Default::default(),
+                graceful: None,
             },
         );
     }
@@ -424,6 +434,19 @@ impl Speaker {
                     return;
                 };
                 info!(peer = %origin, %local, %remote, router_id = %negotiated.remote_open.router_id, "session established");
+                let mut gone = Vec::new();
+                if let Some(h) = &mut e.graceful {
+                    let keep = super::graceful::keep_on_reestablish(
+                        &h.families,
+                        negotiated.peer_graceful_restart.as_ref(),
+                    );
+                    gone = h.reestablished(&keep, Instant::now());
+                    info!(peer = %origin, kept = h.stale.len(), withdrawn = gone.len(),
+                        "graceful restart: peer is back; stale routes stay until its End-of-RIB");
+                    if h.is_done() {
+                        e.graceful = None;
+                    }
+                }
                 e.source = Some(Arc::new(PathSource {
                     peer: id,
                     name: Arc::from(origin.to_string()),
@@ -443,6 +466,7 @@ impl Speaker {
                 e.stop_reason = None;
                 e.adj_out.clear();
                 e.eor_received.clear();
+                self.drop_stale(&origin, &gone);
                 self.export_full(&origin);
                 if let Some(e) = self.peers.get(&origin)
                     && let Some(neg) = &e.negotiated
@@ -477,18 +501,60 @@ impl Speaker {
                 ) {
                     e.last_notification = reason.to_string();
                 }
+                // A restart of a peer that announced graceful restart keeps
+                // its routes (RFC 4724 §4.2); a second failure before its
+                // End-of-RIB, or any other loss, withdraws them.
+                let retain = match (&e.negotiated, was_established, &e.graceful) {
+                    (Some(neg), true, None) => super::graceful::retain_on_down(
+                        &reason,
+                        neg.local_open.caps.graceful_restart.as_ref(),
+                        neg.peer_graceful_restart.as_ref(),
+                        &neg.families,
+                    ),
+                    _ => None,
+                };
+                let helping = e.graceful.is_some() && !was_established;
                 e.last_error = error;
                 e.source = None;
                 e.negotiated = None;
                 e.established_at = None;
                 e.adj_out.clear();
-                e.adj_in_pre.clear();
                 e.refresh_stale.clear();
                 e.eor_received.clear();
                 if e.state == State::Established {
                     e.state = State::Idle;
                 }
-                self.rib.remove_peer(id);
+                if let Some((families, restart_time)) = retain {
+                    e.adj_in_pre
+                        .retain(|(p, _), _| families.contains(&Family::of(p)));
+                    let stale: std::collections::HashSet<(IpNet, u32)> =
+                        e.adj_in_pre.keys().copied().collect();
+                    info!(peer = %origin, stale = stale.len(), ?families, ?restart_time,
+                        "graceful restart: keeping the peer's routes while it restarts");
+                    e.last_error = format!(
+                        "{} (graceful restart: {} routes kept for up to {}s)",
+                        e.last_error,
+                        stale.len(),
+                        restart_time.as_secs()
+                    );
+                    e.graceful = Some(super::graceful::Helper::start(
+                        families.clone(),
+                        stale,
+                        restart_time,
+                        Instant::now(),
+                    ));
+                    for f in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
+                        if !families.contains(&f) {
+                            self.rib.remove_peer_family(id, f);
+                        }
+                    }
+                } else if !helping {
+                    if e.graceful.take().is_some() {
+                        info!(peer = %origin, "graceful restart: the session failed again; withdrawing the stale routes");
+                    }
+                    e.adj_in_pre.clear();
+                    self.rib.remove_peer(id);
+                }
             }
             SessionEvent::Received(msg) => self.received(&origin, msg),
             SessionEvent::AttributeErrors(errs) => {
@@ -506,6 +572,14 @@ impl Speaker {
                 if let Some(e) = self.peers.get_mut(origin) {
                     info!(peer = %origin, family = f.name(), "End-of-RIB received");
                     e.eor_received.insert(f);
+                    if let Some(h) = &mut e.graceful {
+                        let gone = h.end_of_rib(f);
+                        if h.is_done() {
+                            e.graceful = None;
+                            info!(peer = %origin, withdrawn = gone.len(), "graceful restart complete");
+                        }
+                        self.drop_stale(origin, &gone);
+                    }
                 }
             }
             Message::RouteRefresh(rr) => self.route_refresh(origin, rr),
@@ -515,6 +589,41 @@ impl Speaker {
 }
 
 impl Speaker {
+    /// Withdraws stale routes of a peer (graceful restart).
+    fn drop_stale(&mut self, origin: &PeerOrigin, keys: &[(IpNet, u32)]) {
+        let Some(e) = self.peers.get_mut(origin) else {
+            return;
+        };
+        for key in keys {
+            e.adj_in_pre.remove(key);
+            self.rib.remove(e.id, key.0, key.1);
+        }
+    }
+
+    /// Withdraws the stale routes of peers whose restart or stale time has
+    /// passed (RFC 4724 §4.2).
+    pub(super) fn graceful_tick(&mut self, now: Instant) {
+        let expired: Vec<PeerOrigin> = self
+            .peers
+            .iter()
+            .filter(|(_, e)| e.graceful.as_ref().is_some_and(|h| h.expired(now)))
+            .map(|(o, _)| o.clone())
+            .collect();
+        for origin in expired {
+            let Some(e) = self.peers.get_mut(&origin) else {
+                continue;
+            };
+            let Some(mut h) = e.graceful.take() else {
+                continue;
+            };
+            let phase = h.phase;
+            let gone = h.take_all();
+            warn!(peer = %origin, withdrawn = gone.len(), ?phase,
+                "graceful restart: time is up; withdrawing the stale routes");
+            self.drop_stale(&origin, &gone);
+        }
+    }
+
     /// ROUTE-REFRESH from the peer (RFC 2918, RFC 7313).
     fn route_refresh(&mut self, origin: &PeerOrigin, rr: RouteRefresh) {
         let Some(e) = self.peers.get_mut(origin) else {
