@@ -168,6 +168,21 @@ pub fn explain(ip: IpAddr, input: &Inputs) -> Explanation {
             p.name, p.address, p.state
         ));
     }
+    if let Some(b) = best.filter(|b| b.stale) {
+        let remaining = peer
+            .as_ref()
+            .map(|p| {
+                format!(
+                    " (withdrawn in {}s unless it completes)",
+                    p.graceful_restart_remaining_seconds
+                )
+            })
+            .unwrap_or_default();
+        warnings.push(format!(
+            "the route {} is stale: {} is restarting (graceful restart) and it is kept until the peer sends it again or its End-of-RIB{remaining}",
+            b.prefix, b.peer
+        ));
+    }
     if let (Some(b), Some(block)) = (best, &ipam.block)
         && b.peer == "local"
         && !ipam.block_local

@@ -220,3 +220,24 @@ fn service_addresses_advertised_or_rejected() {
         e.warnings
     );
 }
+
+#[test]
+fn a_stale_route_is_a_warning_with_the_time_left() {
+    let mut i = inputs();
+    i.routes[1].stale = true;
+    i.peers[0].state = "Idle".into();
+    i.peers[0].graceful_restart = "restarting".into();
+    i.peers[0].graceful_restart_remaining_seconds = 97;
+    let e = explain("10.65.1.7".parse().unwrap(), &i);
+    assert!(
+        e.warnings
+            .iter()
+            .any(|w| w.contains("10.65.1.0/26 is stale")
+                && w.contains("mesh/node2 is restarting")
+                && w.contains("withdrawn in 97s")),
+        "{:?}",
+        e.warnings
+    );
+    let fresh = explain("10.65.1.7".parse().unwrap(), &inputs());
+    assert!(!fresh.warnings.iter().any(|w| w.contains("stale")));
+}

@@ -159,7 +159,17 @@ pub fn peers_table(peers: &[pb::Peer], wide: bool) -> String {
             p.name.clone(),
             p.address.clone(),
             p.peer_as.to_string(),
-            p.state.clone(),
+            if p.graceful_restart.is_empty() {
+                p.state.clone()
+            } else {
+                format!(
+                    "{} (graceful restart: {}, {} stale routes, {}s left)",
+                    p.state,
+                    p.graceful_restart,
+                    p.stale_routes,
+                    p.graceful_restart_remaining_seconds
+                )
+            },
             uptime(&p.state, p.uptime_seconds),
             p.prefixes_received.to_string(),
             p.prefixes_accepted.to_string(),
@@ -217,7 +227,11 @@ pub fn routes_table(routes: &[pb::Route], wide: bool) -> String {
                 .collect()
         };
         let mut row = vec![
-            if r.best { "*".into() } else { String::new() },
+            format!(
+                "{}{}",
+                if r.best { "*" } else { "" },
+                if r.stale { "S" } else { "" }
+            ),
             r.prefix.clone(),
             if r.next_hop.is_empty() {
                 "local".into()

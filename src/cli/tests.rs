@@ -357,3 +357,20 @@ fn status_extras_summarise_ipam_and_services() {
     );
     assert_eq!(status::extras_text(None, None), "");
 }
+
+#[test]
+fn graceful_restart_shows_in_peers_and_routes() {
+    let mut p = peer("mesh/node2", "10.0.0.2", "Idle");
+    p.graceful_restart = "restarting".into();
+    p.stale_routes = 3;
+    p.graceful_restart_remaining_seconds = 97;
+    let t = peers_table(&[p], false);
+    assert!(
+        t.contains("Idle (graceful restart: restarting, 3 stale routes, 97s left)"),
+        "{t}"
+    );
+    let mut r = route("10.65.1.0/26", "mesh/node2", true);
+    r.stale = true;
+    let t = routes_table(&[r, route("10.65.2.0/26", "mesh/node3", true)], false);
+    assert!(t.contains("*S") && t.matches("*S").count() == 1, "{t}");
+}

@@ -132,6 +132,14 @@ impl Snapshot {
         per_peer(
             enc,
             peers,
+            "petrel_bgp_stale_routes",
+            "Routes kept from the peer while it restarts (graceful restart, RFC 4724)",
+            MetricType::Gauge,
+            |p| p.stale_routes,
+        )?;
+        per_peer(
+            enc,
+            peers,
             "petrel_bgp_prefixes_advertised",
             "Prefixes currently advertised to the peer (Adj-RIB-Out)",
             MetricType::Gauge,

@@ -59,9 +59,12 @@ fn snapshot() -> Snapshot {
         peers: Some(vec![
             established(),
             // The speaker empties a peer's Adj-RIB-In when its session goes
-            // down; the metric reports the speaker's current count as is.
+            // down (unless the peer restarts gracefully: then its routes stay
+            // as stale ones); the metric reports the speaker's counts as is.
             pb::Peer {
                 prefixes_received: 0,
+                stale_routes: 5,
+                graceful_restart: "restarting".into(),
                 ..peer("node-mesh/node2", "fd00::2", "Active")
             },
         ]),
@@ -92,6 +95,8 @@ fn per_peer_series_carry_peer_and_address_labels() {
         format!("petrel_bgp_prefixes_received{l} 4"),
         format!("petrel_bgp_prefixes_accepted{l} 3"),
         format!("petrel_bgp_prefixes_advertised{l} 2"),
+        format!("petrel_bgp_stale_routes{l} 0"),
+        r#"petrel_bgp_stale_routes{peer="node-mesh/node2",address="fd00::2"} 5"#.into(),
         format!("petrel_bgp_messages_received_total{l} 17"),
         format!("petrel_bgp_messages_sent_total{l} 19"),
         format!("petrel_bgp_connection_attempts_total{l} 5"),

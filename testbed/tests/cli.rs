@@ -482,10 +482,21 @@ fn cli_ipam_explain_routes() -> anyhow::Result<()> {
                     peers
                         .as_array()
                         .is_some_and(|p| p.iter().any(|p| p["name"] == "mesh/node3"
+                            && p["graceful_restart"] == "restarting"
+                            && p["stale_routes"] == 1
                             && p["last_error"]
                                 .as_str()
                                 .is_some_and(|e| e.contains("graceful restart")))),
                     "{peers:#}"
+                );
+                let routes = json(lab, "node1", "routes -o json")?;
+                anyhow::ensure!(
+                    routes.as_array().is_some_and(|r| r
+                        .iter()
+                        .any(|r| r["prefix"] == node3_block.as_str()
+                            && r["peer"] == "mesh/node3"
+                            && r["stale"] == true)),
+                    "{routes:#}"
                 );
                 checked_kept = true;
             }

@@ -38,6 +38,7 @@ fn route_view(prefix: &ipnet::IpNet, p: &Path, best: bool, reason: Option<String
             .collect(),
         best,
         reason: reason.unwrap_or_default(),
+        stale: false,
     }
 }
 
@@ -367,9 +368,29 @@ impl Speaker {
                     peer_type: peer_type(&e.config).to_string(),
                     capabilities: neg.map(|n| capabilities(n)).unwrap_or_default(),
                     keepalive_time: neg.map(|n| u32::from(n.keepalive)).unwrap_or(0),
+                    graceful_restart: match e.graceful.as_ref().map(|h| h.phase) {
+                        Some(super::graceful::Phase::Restarting) => "restarting".into(),
+                        Some(super::graceful::Phase::AwaitingEor) => "awaiting-end-of-rib".into(),
+                        None => String::new(),
+                    },
+                    stale_routes: e.graceful.as_ref().map_or(0, |h| h.stale.len() as u64),
+                    graceful_restart_remaining_seconds: e.graceful.as_ref().map_or(0, |h| {
+                        h.deadline
+                            .saturating_duration_since(std::time::Instant::now())
+                            .as_secs()
+                    }),
                 }
             })
             .collect()
+    }
+
+    /// Whether `p` is a stale path of a gracefully restarting peer.
+    fn is_stale(&self, prefix: &ipnet::IpNet, p: &Path) -> bool {
+        self.ids
+            .get(&p.source.peer)
+            .and_then(|o| self.peers.get(o))
+            .and_then(|e| e.graceful.as_ref())
+            .is_some_and(|h| h.stale.contains(&(*prefix, p.path_id)))
     }
 
     pub(super) fn route_views(&self, family: Option<Family>) -> Vec<pb::Route> {
@@ -386,12 +407,10 @@ impl Speaker {
                 } else {
                     reason
                 };
-                out.push(route_view(
-                    prefix,
-                    p,
-                    best,
-                    if best && i == 0 { None } else { reason },
-                ));
+                let mut view =
+                    route_view(prefix, p, best, if best && i == 0 { None } else { reason });
+                view.stale = self.is_stale(prefix, p);
+                out.push(view);
             }
         }
         out
