@@ -363,6 +363,16 @@ impl Lab {
         Ok(())
     }
 
+    /// Kills the node's daemon with SIGKILL, as a crash would: no
+    /// NOTIFICATION, no clean-up by the daemon. Killing a stopped node is not
+    /// an error.
+    pub fn kill_node(&self, node: &str) -> anyhow::Result<()> {
+        let n = self.node(node)?;
+        let children = std::mem::take(&mut *lock(&n.children));
+        signal_children(children, &n.paths, "-KILL");
+        Ok(())
+    }
+
     /// Starts the node's daemon again and waits until it answers.
     pub fn start_node(&self, node: &str) -> anyhow::Result<()> {
         if self.is_running(node)? {
@@ -508,10 +518,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Stops daemons in reverse start order: SIGTERM to each process group,
 /// SIGKILL to the group after [`STOP_GRACE`].
 fn stop_children(children: Vec<Child>, paths: &DaemonPaths) {
+    signal_children(children, paths, "-TERM");
+}
+
+/// Sends `signal` to each child's process group (last started first), then
+/// SIGKILL after a grace period, and removes the daemons' sockets.
+fn signal_children(children: Vec<Child>, paths: &DaemonPaths, signal: &str) {
     for mut child in children.into_iter().rev() {
         let group = format!("-{}", child.id());
         let _ = Command::new("kill")
-            .args(["-TERM", "--", &group])
+            .args([signal, "--", &group])
             .stderr(std::process::Stdio::null())
             .status();
         let start = Instant::now();

@@ -35,6 +35,10 @@ pub struct PetrelPeer {
     pub messages_sent: u64,
     pub connection_attempts: u64,
     pub established_transitions: u64,
+    /// "restarting", "awaiting-end-of-rib" or "" (graceful restart).
+    pub graceful_restart: String,
+    /// Routes kept stale while the peer restarts.
+    pub stale_routes: u64,
 }
 
 /// One element of `petrel routes -o json`.
@@ -53,6 +57,8 @@ pub struct PetrelRoute {
     pub large_communities: Vec<String>,
     pub best: bool,
     pub reason: Option<String>,
+    /// Kept from a gracefully restarting peer.
+    pub stale: bool,
 }
 
 /// A BGP session as seen by any daemon.

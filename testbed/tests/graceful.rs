@@ -1,0 +1,192 @@
+//! Graceful restart (RFC 4724 §4.2) with a real restarting speaker: FRR with
+//! `bgp graceful-restart` and `preserve-fw-state` (topology `graceful`), and
+//! petrel as the helper.
+//!
+//! | step | checks |
+//! |---|---|
+//! | FRR's bgpd is killed (SIGKILL: no NOTIFICATION) and comes back | petrel keeps FRR's routes, marked stale, and its kernel routes are never deleted (`ip monitor route` sees no deletion) until FRR is back and has sent End-of-RIB; then nothing is stale |
+//! | FRR is killed and stays down | the routes go after FRR's restart time (6 s), not before |
+
+mod common;
+
+use common::*;
+use petrel_testbed::{Lab, wait_for};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const PETREL: &str = "petrel";
+const FRR: &str = "frr";
+const FRR_V4: &str = "10.0.0.2";
+const FRR_V6: &str = "fd00:10::2";
+const PREFIXES: [&str; 2] = ["198.51.100.0/24", "2001:db8:100::/48"];
+/// FRR's `bgp graceful-restart restart-time` in this topology.
+const RESTART_TIME: Duration = Duration::from_secs(6);
+
+/// `ip monitor route` in a node's namespace, killed on drop; its lines
+/// arrive on `lines`.
+struct RouteMonitor {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl RouteMonitor {
+    fn start(lab: &Lab, node: &str) -> anyhow::Result<RouteMonitor> {
+        let mut child = Command::new("ip")
+            .args(["-n", &lab.netns(node)?, "monitor", "route"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // `ip monitor` subscribes before it prints anything; give it a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(RouteMonitor { child, lines })
+    }
+
+    /// The deletions of `PREFIXES` seen so far.
+    fn deletions(&self) -> Vec<String> {
+        self.lines
+            .try_iter()
+            .filter(|l| l.starts_with("Deleted") && PREFIXES.iter().any(|p| l.contains(p)))
+            .collect()
+    }
+}
+
+impl Drop for RouteMonitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn in_kernel(lab: &Lab, prefix: &str) -> anyhow::Result<bool> {
+    let family = if prefix.contains(':') { "-6" } else { "-4" };
+    Ok(!lab
+        .exec(PETREL, &format!("ip {family} route show {prefix}"))?
+        .trim()
+        .is_empty())
+}
+
+fn wait_sessions(lab: &Lab) -> anyhow::Result<()> {
+    for peer in [FRR_V4, FRR_V6] {
+        wait_for(UP, &format!("petrel's session with {peer}"), || {
+            let p = lab.petrel_peer(PETREL, peer)?;
+            anyhow::ensure!(p.state == "Established", "{}", p.state);
+            Ok(())
+        })?;
+    }
+    for prefix in PREFIXES {
+        wait_for(PROPAGATE, &format!("{prefix} in petrel's kernel"), || {
+            anyhow::ensure!(in_kernel(lab, prefix)?, "not yet");
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether petrel marks FRR's routes stale and its peers restarting.
+fn helping(lab: &Lab) -> anyhow::Result<()> {
+    for peer in [FRR_V4, FRR_V6] {
+        let p = lab.petrel_peer(PETREL, peer)?;
+        anyhow::ensure!(
+            p.state != "Established" && p.graceful_restart == "restarting" && p.stale_routes == 1,
+            "peer {peer}: {p:?}"
+        );
+    }
+    let routes = lab.petrel_routes(PETREL)?;
+    for prefix in PREFIXES {
+        anyhow::ensure!(
+            routes
+                .iter()
+                .any(|r| r.prefix == prefix && r.stale && r.best),
+            "{prefix} is not a stale best route: {routes:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn petrel_keeps_a_restarting_frrs_routes_until_its_end_of_rib() {
+    let lab = deploy("graceful");
+    lab.check(|lab| {
+        wait_sessions(lab)?;
+        let monitor = RouteMonitor::start(lab, PETREL)?;
+
+        // A crash and a restart within the restart time: nothing moves.
+        lab.kill_node(FRR)?;
+        wait_for(
+            Duration::from_secs(5),
+            "petrel to keep FRR's routes as stale",
+            || helping(lab),
+        )?;
+        for prefix in PREFIXES {
+            anyhow::ensure!(in_kernel(lab, prefix)?, "{prefix} left the kernel");
+        }
+        lab.start_node(FRR)?;
+        wait_for(PROPAGATE, "FRR back, End-of-RIB received", || {
+            for peer in [FRR_V4, FRR_V6] {
+                let p = lab.petrel_peer(PETREL, peer)?;
+                anyhow::ensure!(
+                    p.state == "Established" && p.graceful_restart.is_empty(),
+                    "peer {peer}: {p:?}"
+                );
+            }
+            let routes = lab.petrel_routes(PETREL)?;
+            for prefix in PREFIXES {
+                anyhow::ensure!(
+                    routes
+                        .iter()
+                        .any(|r| r.prefix == prefix && !r.stale && r.best),
+                    "{prefix}: {routes:?}"
+                );
+            }
+            Ok(())
+        })?;
+        let deleted = monitor.deletions();
+        anyhow::ensure!(
+            deleted.is_empty(),
+            "kernel routes deleted during FRR's graceful restart: {deleted:?}"
+        );
+
+        // A crash with no return: the routes go after the restart time.
+        lab.kill_node(FRR)?;
+        let killed = Instant::now();
+        wait_for(
+            RESTART_TIME + Duration::from_secs(10),
+            "FRR's routes to leave petrel's kernel",
+            || {
+                for prefix in PREFIXES {
+                    anyhow::ensure!(!in_kernel(lab, prefix)?, "{prefix} still there");
+                }
+                Ok(())
+            },
+        )?;
+        let after = killed.elapsed();
+        std::thread::sleep(Duration::from_millis(200));
+        anyhow::ensure!(
+            monitor.deletions().len() >= PREFIXES.len(),
+            "`ip monitor route` did not report the withdrawal (the check above could not fail)"
+        );
+        eprintln!("FRR's routes withdrawn {after:.1?} after it was killed (restart time 6 s)");
+        anyhow::ensure!(
+            after >= RESTART_TIME - Duration::from_secs(1),
+            "withdrawn after {after:?}, before FRR's restart time {RESTART_TIME:?}"
+        );
+        Ok(())
+    });
+}
