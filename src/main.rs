@@ -97,6 +97,12 @@ enum Command {
         /// peers never all send End-of-RIB.
         #[arg(long, default_value = "120", value_name = "SECONDS")]
         stale_timeout: u64,
+        /// Leave petrel's kernel routes in place when the agent stops, for
+        /// restarts and upgrades: the next agent adopts them and removes
+        /// only those no longer wanted, after End-of-RIB. Without it the
+        /// routes are removed on exit.
+        #[arg(long, env = "PETREL_KEEP_ROUTES_ON_EXIT")]
+        keep_routes_on_exit: bool,
         /// Address of the Prometheus /metrics, /healthz and /readyz endpoints,
         /// or "off".
         #[arg(
@@ -292,6 +298,7 @@ fn main() -> ExitCode {
                 route_table,
                 route_protocol,
                 stale_timeout,
+                keep_routes_on_exit,
                 metrics_listen,
             } => {
                 init_logging(cli.log_format, cli.log_level.as_deref())
@@ -314,6 +321,7 @@ fn main() -> ExitCode {
                     api_socket: cli.api_socket,
                     dataplane,
                     metrics_listen,
+                    keep_routes_on_exit,
                 })
                 .await
             }

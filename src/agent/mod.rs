@@ -81,6 +81,9 @@ pub struct AgentOptions {
     pub dataplane: DataplaneConfig,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`.
     pub metrics_listen: MetricsListen,
+    /// Leave the kernel routes in place on exit (restarts and upgrades:
+    /// the next agent adopts them).
+    pub keep_routes_on_exit: bool,
 }
 
 /// Run the agent until SIGINT or SIGTERM.
@@ -202,12 +205,29 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // task only stops.
     drop(ipam);
     ipam_task.abort();
-    // Without graceful restart, our routes leave the kernel with us.
-    info!("removing petrel's kernel routes");
-    if let Err(e) = dataplane.shutdown().await {
-        error!(error = %e, "cannot remove kernel routes");
+    if opts.keep_routes_on_exit {
+        // A restart or upgrade: forwarding goes on while no agent runs; the
+        // next one adopts these routes and sweeps what is no longer wanted
+        // after End-of-RIB (peers keep this node's routes meanwhile: graceful
+        // restart).
+        info!("leaving petrel's kernel routes in place (--keep-routes-on-exit)");
+        // The task leaves the routes when every handle is gone; the API
+        // server may still hold one, so stop it after a moment.
+        drop(dataplane);
+        let abort = dataplane_task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(1), dataplane_task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    } else {
+        info!("removing petrel's kernel routes");
+        if let Err(e) = dataplane.shutdown().await {
+            error!(error = %e, "cannot remove kernel routes");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), dataplane_task).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), dataplane_task).await;
     Ok(())
 }
 

@@ -37,6 +37,8 @@ pub struct DaemonPaths {
     pub netns: String,
     /// Per-node runtime directory (config copy, sockets, pid file, log).
     pub rundir: PathBuf,
+    /// Environment of the node's daemons (the topology's `env`).
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 impl DaemonPaths {
@@ -133,7 +135,8 @@ impl DaemonPaths {
                 let mut cmd = Command::new("ip");
                 cmd.args(["netns", "exec", &self.netns])
                     .arg(prog)
-                    .args(args);
+                    .args(args)
+                    .envs(&self.env);
                 if self.kind == Kind::Petrel {
                     let filter =
                         std::env::var("PETREL_TESTBED_LOG").unwrap_or_else(|_| "info".into());

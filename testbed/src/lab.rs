@@ -110,6 +110,7 @@ impl Lab {
                 kind: spec.kind,
                 netns,
                 rundir: self.root.join(name),
+                env: spec.env.clone(),
             };
             std::fs::create_dir_all(&paths.rundir)?;
             if let (Some(src), Some(dst)) = (self.topo.config_path(name), paths.config_copy()) {
@@ -692,6 +693,7 @@ mod tests {
             kind: Kind::Bird,
             netns: "pt1x0-r1".into(),
             rundir: "/tmp/pt1x0/r1".into(),
+            env: Default::default(),
         };
         assert_eq!(
             substitute("s {{rundir}}/x {{node}} {{netns}} {{labdir}}/ipam", &p),

@@ -66,6 +66,10 @@ pub struct NodeSpec {
     /// (`file`, the default, or `kubernetes`; see [`Datastore`]).
     #[serde(default)]
     pub datastore: Datastore,
+    /// Environment variables of the node's daemons (containerlab's `env`),
+    /// e.g. `PETREL_KEEP_ROUTES_ON_EXIT: "true"`.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// A petrel node's datastore.

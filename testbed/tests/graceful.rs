@@ -8,12 +8,11 @@
 //! | FRR is killed and stays down | the routes go after FRR's restart time (6 s), not before |
 
 mod common;
+mod kernel_util;
 
 use common::*;
+use kernel_util::process::RouteMonitor;
 use petrel_testbed::{Lab, wait_for};
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const PETREL: &str = "petrel";
@@ -24,54 +23,18 @@ const PREFIXES: [&str; 2] = ["198.51.100.0/24", "2001:db8:100::/48"];
 /// FRR's `bgp graceful-restart restart-time` in this topology.
 const RESTART_TIME: Duration = Duration::from_secs(6);
 
-/// `ip monitor route` in a node's namespace, killed on drop; its lines
-/// arrive on `lines`.
-struct RouteMonitor {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl RouteMonitor {
-    fn start(lab: &Lab, node: &str) -> anyhow::Result<RouteMonitor> {
-        let mut child = Command::new("ip")
-            .args(["-n", &lab.netns(node)?, "monitor", "route"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // `ip monitor` subscribes before it prints anything; give it a moment.
-        std::thread::sleep(Duration::from_millis(200));
-        Ok(RouteMonitor { child, lines })
+/// The deletions of `PREFIXES` the monitor has seen so far.
+fn deletions(monitor: &RouteMonitor) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for prefix in PREFIXES {
+        out.extend(
+            monitor
+                .events_for(prefix)?
+                .into_iter()
+                .filter(|l| l.starts_with("Deleted")),
+        );
     }
-
-    /// The deletions of `PREFIXES` seen so far.
-    fn deletions(&self) -> Vec<String> {
-        self.lines
-            .try_iter()
-            .filter(|l| l.starts_with("Deleted") && PREFIXES.iter().any(|p| l.contains(p)))
-            .collect()
-    }
-}
-
-impl Drop for RouteMonitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Ok(out)
 }
 
 fn in_kernel(lab: &Lab, prefix: &str) -> anyhow::Result<bool> {
@@ -157,7 +120,7 @@ fn petrel_keeps_a_restarting_frrs_routes_until_its_end_of_rib() {
             }
             Ok(())
         })?;
-        let deleted = monitor.deletions();
+        let deleted = deletions(&monitor)?;
         anyhow::ensure!(
             deleted.is_empty(),
             "kernel routes deleted during FRR's graceful restart: {deleted:?}"
@@ -179,7 +142,7 @@ fn petrel_keeps_a_restarting_frrs_routes_until_its_end_of_rib() {
         let after = killed.elapsed();
         std::thread::sleep(Duration::from_millis(200));
         anyhow::ensure!(
-            monitor.deletions().len() >= PREFIXES.len(),
+            deletions(&monitor)?.len() >= PREFIXES.len(),
             "`ip monitor route` did not report the withdrawal (the check above could not fail)"
         );
         eprintln!("FRR's routes withdrawn {after:.1?} after it was killed (restart time 6 s)");

@@ -551,3 +551,42 @@ fn sigterm_removes_only_petrels_routes() {
         Ok(())
     });
 }
+
+/// 7b. SIGTERM with `--keep-routes-on-exit` (here through its environment
+///    variable, as a DaemonSet sets it): the routes stay in the kernel while
+///    no agent runs, and the next agent adopts them without changing any.
+#[test]
+fn sigterm_with_keep_routes_leaves_them_for_the_next_agent() {
+    let path = common::topology("kernel-bird").with_file_name("keep-routes.clab.yaml");
+    let lab = match Lab::deploy(&path) {
+        Ok(lab) => lab,
+        Err(e) => panic!("deploying {}: {e:#}", path.display()),
+    };
+    lab.check(|lab| {
+        wait_petrel_established(lab, PETREL, BIRD_V4)?;
+        wait_petrel_established(lab, PETREL, BIRD_V6)?;
+        for p in [A4, B4, A6, B6] {
+            wait_petrel_route(lab, PETREL, p, &[gateway(p)], PROPAGATE)?;
+        }
+        let monitor = RouteMonitor::start(lab, PETREL)?;
+        let took = terminate_agent(lab, PETREL, Duration::from_secs(20))?;
+        eprintln!("agent exited {took:?} after SIGTERM");
+        for p in [A4, B4, A6, B6] {
+            check_petrel_route(lab, PETREL, p, &[gateway(p)])
+                .context("the routes stay after SIGTERM with --keep-routes-on-exit")?;
+        }
+        lab.start_node(PETREL)?;
+        wait_petrel_established(lab, PETREL, BIRD_V4)?;
+        wait_petrel_established(lab, PETREL, BIRD_V6)?;
+        std::thread::sleep(Duration::from_secs(2)); // End-of-RIB and the sweep
+        for p in [A4, B4, A6, B6] {
+            check_petrel_route(lab, PETREL, p, &[gateway(p)])?;
+            let events = monitor.events_for(p)?;
+            anyhow::ensure!(
+                events.is_empty(),
+                "{p}: no kernel change expected across the restart, seen {events:?}"
+            );
+        }
+        Ok(())
+    });
+}

@@ -12,7 +12,11 @@ use anyhow::bail;
 use petrel_testbed::{KernelRoute, Lab, wait_for};
 use std::time::Duration;
 
+// Re-exported for the kernel tests; other test crates that use `process`
+// only do not need them.
+#[allow(unused_imports)]
 pub use crate::common::petrel::wait_petrel_established;
+#[allow(unused_imports)]
 pub use crate::common::{PROPAGATE, UP, deploy};
 
 /// How fast petrel must repair a route someone else deleted.
