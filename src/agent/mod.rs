@@ -119,7 +119,14 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let (dataplane, dataplane_task) = crate::dataplane::start(opts.dataplane.clone()).await?;
     let (fib_tx, fib_rx) = tokio::sync::mpsc::unbounded_channel();
     let fib_task = tokio::spawn(forward_fib(fib_rx, dataplane.clone()));
-    let (speaker, speaker_task) = Speaker::spawn(config.clone(), Some(fib_tx), shutdown.clone());
+    // Routes of a previous agent in the kernel: this is a restart with the
+    // forwarding state preserved (RFC 4724 §4.1, the Restart State bit).
+    let restarting = match dataplane.status().await {
+        Ok(s) if s.stale > 0 => Some(opts.dataplane.stale_timeout),
+        _ => None,
+    };
+    let (speaker, speaker_task) =
+        Speaker::spawn(config.clone(), Some(fib_tx), shutdown.clone(), restarting);
     let (services_tx, services_view) = tokio::sync::watch::channel(ServicesView::default());
     let services_task = tokio::spawn(pipeline::advertise_services(
         snapshots,

@@ -330,7 +330,7 @@ async fn routes_answer_from_live_handles() {
     let (config_tx, config_rx) = watch::channel(None);
     let shutdown = CancellationToken::new();
     let (speaker, task) =
-        crate::bgp::speaker::Speaker::spawn(config_rx.clone(), None, shutdown.clone());
+        crate::bgp::speaker::Speaker::spawn(config_rx.clone(), None, shutdown.clone(), None);
     let app = router(Sources {
         speaker,
         dataplane: None,

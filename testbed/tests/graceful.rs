@@ -5,6 +5,7 @@
 //! | step | checks |
 //! |---|---|
 //! | FRR's bgpd is killed (SIGKILL: no NOTIFICATION) and comes back | petrel keeps FRR's routes, marked stale, and its kernel routes are never deleted (`ip monitor route` sees no deletion) until FRR is back and has sent End-of-RIB; then nothing is stale |
+//! | petrel restarts with its routes kept (`PETREL_KEEP_ROUTES_ON_EXIT`) | FRR sees the Restart State bit in petrel's OPEN; after petrel has converged, the next OPEN has it clear |
 //! | FRR is killed and stays down | the routes go after FRR's restart time (6 s), not before |
 
 mod common;
@@ -83,6 +84,16 @@ fn helping(lab: &Lab) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether FRR saw the Restart State bit in petrel's last OPEN (IPv4).
+fn frr_sees_r_bit(lab: &Lab) -> anyhow::Result<bool> {
+    let out = lab.vtysh(FRR, "show bgp neighbors 10.0.0.1 json")?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    let info = &v["10.0.0.1"]["gracefulRestartInfo"];
+    info["rBit"]
+        .as_bool()
+        .ok_or_else(|| anyhow::anyhow!("no gracefulRestartInfo.rBit in {info:#}"))
+}
+
 #[test]
 fn petrel_keeps_a_restarting_frrs_routes_until_its_end_of_rib() {
     let lab = deploy("graceful");
@@ -125,6 +136,23 @@ fn petrel_keeps_a_restarting_frrs_routes_until_its_end_of_rib() {
             deleted.is_empty(),
             "kernel routes deleted during FRR's graceful restart: {deleted:?}"
         );
+
+        // petrel restarts with its kernel routes kept: its OPEN carries the
+        // Restart State bit until it has converged, and the bit is clear in
+        // the OPENs after that.
+        lab.restart_node(PETREL)?;
+        wait_sessions(lab)?;
+        anyhow::ensure!(
+            frr_sees_r_bit(lab)?,
+            "FRR did not see the Restart State bit of a restarting petrel"
+        );
+        std::thread::sleep(Duration::from_secs(1)); // End-of-RIB: restart over
+        lab.vtysh(FRR, "clear bgp 10.0.0.1")?;
+        wait_sessions(lab)?;
+        wait_for(PROPAGATE, "a fresh OPEN from petrel", || {
+            anyhow::ensure!(!frr_sees_r_bit(lab)?, "R-bit still set");
+            Ok(())
+        })?;
 
         // A crash with no return: the routes go after the restart time.
         lab.kill_node(FRR)?;

@@ -126,7 +126,26 @@ impl SessionConfig {
             || self.route_refresh != new.route_refresh
             || self.enhanced_route_refresh != new.enhanced_route_refresh
             || self.extended_message != new.extended_message
-            || self.graceful_restart != new.graceful_restart
+            || !same_graceful_restart(
+                self.graceful_restart.as_ref(),
+                new.graceful_restart.as_ref(),
+            )
             || self.passive != new.passive
     }
+}
+
+/// Whether two Graceful Restart capabilities differ only in the Restart
+/// State bit, which matters in the next OPEN only: clearing it once a
+/// restart is over must not reset the session.
+fn same_graceful_restart(
+    a: Option<&crate::bgp::wire::GracefulRestartCap>,
+    b: Option<&crate::bgp::wire::GracefulRestartCap>,
+) -> bool {
+    let norm = |c: Option<&crate::bgp::wire::GracefulRestartCap>| {
+        c.map(|c| crate::bgp::wire::GracefulRestartCap {
+            restart_state: false,
+            ..c.clone()
+        })
+    };
+    norm(a) == norm(b)
 }

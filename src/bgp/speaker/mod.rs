@@ -231,15 +231,25 @@ pub struct Speaker {
     dynamic: std::collections::BTreeSet<IpNet>,
     /// Published events (`status::publish_*`); built only when watched.
     events: tokio::sync::broadcast::Sender<pb::WatchEventsResponse>,
+    /// Set while this agent restarts with its forwarding state preserved
+    /// (routes of a previous agent were in the kernel): until when OPENs
+    /// carry the Restart State bit (RFC 4724 §4.1), at the latest.
+    restarting: Option<std::time::Instant>,
 }
 
 impl Speaker {
     /// Run the speaker until `shutdown` is cancelled or `config` closes. `fib` receives selected-route
     /// changes for the dataplane, when one is attached.
+    ///
+    /// `restarting`: this agent restarts with its forwarding state (the
+    /// dataplane adopted routes of a previous agent); OPENs carry the
+    /// Restart State bit until every peer has sent End-of-RIB or for this
+    /// long at most.
     pub fn spawn(
         mut config: watch::Receiver<Option<NodeConfig>>,
         fib: Option<mpsc::UnboundedSender<FibMsg>>,
         shutdown: CancellationToken,
+        restarting: Option<std::time::Duration>,
     ) -> (SpeakerHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel(1024);
         let (events, _) = tokio::sync::broadcast::channel(EVENT_BACKLOG);
@@ -260,6 +270,7 @@ impl Speaker {
             converged: false,
             dynamic: Default::default(),
             events,
+            restarting: restarting.map(|d| std::time::Instant::now() + d),
         };
         let task = tokio::spawn(async move {
             let initial = config.borrow_and_update().clone();
@@ -364,6 +375,7 @@ impl Speaker {
         if all {
             self.converged = true;
             tracing::info!("End-of-RIB received from every configured peer: routing converged");
+            self.end_own_restart("End-of-RIB received from every peer");
             if let Some(fib) = &self.fib {
                 let _ = fib.send(FibMsg::Converged);
             }

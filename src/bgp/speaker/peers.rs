@@ -85,7 +85,10 @@ fn secs(d: Duration) -> u16 {
 }
 
 /// The FSM configuration for a peer of this node.
-pub fn fsm_config(node: &NodeConfig, p: &PeerConfig, seed: u64) -> SessionConfig {
+///
+/// `restarting` sets the Restart State bit (RFC 4724 §4.1: this agent
+/// restarted with its forwarding state and has not converged yet).
+pub fn fsm_config(node: &NodeConfig, p: &PeerConfig, seed: u64, restarting: bool) -> SessionConfig {
     SessionConfig {
         local_as: p.local_as,
         peer_as: p.peer_as,
@@ -107,7 +110,7 @@ pub fn fsm_config(node: &NodeConfig, p: &PeerConfig, seed: u64) -> SessionConfig
         // this node's routes across an agent restart until the node's
         // End-of-RIB, instead of flushing them when the session comes back.
         graceful_restart: Some(wire::GracefulRestartCap {
-            restart_state: false,
+            restart_state: restarting,
             notification: true,
             restart_time: secs(p.max_restart_time).min(4095),
             families: p.families.iter().map(|f| (*f, true)).collect(),
@@ -271,6 +274,7 @@ impl Speaker {
                             &new,
                             pc,
                             u64::from(entry.id),
+                            self.restarting.is_some(),
                         ))));
                         self.export_full(origin);
                     }
@@ -319,6 +323,7 @@ impl Speaker {
                 node,
                 &pc,
                 u64::from(id) ^ u64::from(u32::from(node.router_id)),
+                self.restarting.is_some(),
             ),
             pc.clone(),
             self.tx.clone(),
@@ -600,9 +605,34 @@ impl Speaker {
         }
     }
 
+    /// This agent's own restart is over (every peer sent End-of-RIB, or
+    /// the deadline passed): later OPENs carry the Restart State bit clear.
+    /// Sessions are not reset for it.
+    pub(super) fn end_own_restart(&mut self, why: &str) {
+        if self.restarting.take().is_none() {
+            return;
+        }
+        info!(
+            reason = why,
+            "restart complete: clearing the Restart State bit"
+        );
+        let Some(node) = &self.node else { return };
+        for entry in self.peers.values() {
+            let _ = entry.cmd.send(SessionCmd::Reconfigure(Box::new(fsm_config(
+                node,
+                &entry.config,
+                u64::from(entry.id),
+                false,
+            ))));
+        }
+    }
+
     /// Withdraws the stale routes of peers whose restart or stale time has
     /// passed (RFC 4724 §4.2).
     pub(super) fn graceful_tick(&mut self, now: Instant) {
+        if self.restarting.is_some_and(|deadline| now >= deadline) {
+            self.end_own_restart("no End-of-RIB from every peer in time");
+        }
         let expired: Vec<PeerOrigin> = self
             .peers
             .iter()

@@ -460,3 +460,41 @@ fn update_config_refuses_changes_that_need_a_reset() {
         assert_eq!(f.local_open(), Fsm::new(c).local_open(), "{field}");
     }
 }
+
+#[test]
+fn clearing_the_restart_state_bit_needs_no_reset() {
+    let gr = |restart_state| GracefulRestartCap {
+        restart_state,
+        notification: true,
+        restart_time: 120,
+        families: vec![],
+    };
+    let restarting = SessionConfig {
+        graceful_restart: Some(gr(true)),
+        ..cfg()
+    };
+    let mut f = established(restarting);
+    let done = SessionConfig {
+        graceful_restart: Some(gr(false)),
+        ..cfg()
+    };
+    assert!(f.update_config(done.clone()), "no reset for the R-bit");
+    assert_eq!(f.state(), State::Established);
+    // The next OPEN carries the bit clear.
+    assert_eq!(
+        f.local_open()
+            .caps
+            .graceful_restart
+            .map(|c| c.restart_state),
+        Some(false)
+    );
+    // Any other change of the capability still needs a reset.
+    let longer = SessionConfig {
+        graceful_restart: Some(GracefulRestartCap {
+            restart_time: 300,
+            ..gr(false)
+        }),
+        ..cfg()
+    };
+    assert!(!f.update_config(longer));
+}
