@@ -310,22 +310,27 @@ pub fn run(mut cmd: Command) -> anyhow::Result<String> {
     Ok(stdout)
 }
 
+/// The workspace's cargo target directory: `$CARGO_TARGET_DIR` (relative to
+/// the workspace) or `target/`.
+pub fn target_dir() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) if Path::new(&t).is_absolute() => PathBuf::from(t),
+        Some(t) => workspace.join(t),
+        None => workspace.join("target"),
+    }
+}
+
 /// The petrel binary: `$PETREL_BIN`, else `<target>/debug/petrel` where
 /// `<target>` is `$CARGO_TARGET_DIR` or the workspace's `target/`.
 pub fn petrel_bin() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("PETREL_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(t) if Path::new(&t).is_absolute() => PathBuf::from(t),
-        Some(t) => workspace.join(t),
-        None => workspace.join("target"),
-    };
-    let bin = target.join("debug").join("petrel");
+    let bin = target_dir().join("debug").join("petrel");
     if !bin.exists() {
         bail!(
             "petrel binary not found at {}: run `cargo build --bin petrel` or set PETREL_BIN",

@@ -22,6 +22,7 @@
 //! (`.ci/setup` installs them).
 
 pub mod apiproxy;
+pub mod bench_daemons;
 pub mod cni;
 pub mod daemon;
 pub mod k8s;

@@ -47,6 +47,8 @@ enum Cmd {
     },
     /// Remove namespaces and temp dirs of labs whose process is gone.
     Cleanup,
+    /// Whole-daemon benchmark: petrel, BIRD, FRR and GoBGP passing N routes from a generator to a sink.
+    BenchDaemons(petrel_testbed::bench_daemons::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         bail!("testbed needs root (it creates network namespaces); run it with sudo");
     }
     match cli.command {
+        Cmd::BenchDaemons(args) => petrel_testbed::bench_daemons::run(&args),
         Cmd::Cleanup => {
             for removed in cleanup_stale()? {
                 println!("removed {removed}");

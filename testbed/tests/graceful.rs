@@ -146,7 +146,14 @@ fn petrel_keeps_a_restarting_frrs_routes_until_its_end_of_rib() {
             frr_sees_r_bit(lab)?,
             "FRR did not see the Restart State bit of a restarting petrel"
         );
-        std::thread::sleep(Duration::from_secs(1)); // End-of-RIB: restart over
+        // The restart is over once every peer has sent End-of-RIB, which is
+        // also when the dataplane reports convergence.
+        wait_for(PROPAGATE, "petrel to converge after its restart", || {
+            let out = lab.petrel(PETREL, "dataplane -o json")?;
+            let v: serde_json::Value = serde_json::from_str(&out)?;
+            anyhow::ensure!(v["converged"] == true, "{out}");
+            Ok(())
+        })?;
         lab.vtysh(FRR, "clear bgp 10.0.0.1")?;
         wait_sessions(lab)?;
         wait_for(PROPAGATE, "a fresh OPEN from petrel", || {

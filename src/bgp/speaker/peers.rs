@@ -441,10 +441,13 @@ impl Speaker {
                 info!(peer = %origin, %local, %remote, router_id = %negotiated.remote_open.router_id, "session established");
                 let mut gone = Vec::new();
                 if let Some(h) = &mut e.graceful {
-                    let keep = super::graceful::keep_on_reestablish(
+                    // A family the new session did not negotiate sends no
+                    // End-of-RIB: its stale routes go now.
+                    let mut keep = super::graceful::keep_on_reestablish(
                         &h.families,
                         negotiated.peer_graceful_restart.as_ref(),
                     );
+                    keep.retain(|f| negotiated.families.contains(f));
                     gone = h.reestablished(&keep, Instant::now());
                     info!(peer = %origin, kept = h.stale.len(), withdrawn = gone.len(),
                         "graceful restart: peer is back; stale routes stay until its End-of-RIB");
