@@ -399,6 +399,10 @@ fn petrel_notification(lab: &Lab, d: Daemon) -> anyhow::Result<()> {
     )?;
     wait_petrel_peer_gone(lab, PETREL, DAEMON_V6)?;
     wait_no_route(lab, PETREL, DAEMON_PREFIXES_V6[0])?;
+    // A de-configured peer must drop petrel's routes at once, not keep them
+    // for a graceful-restart time (RFC 8538 §5: Hard Reset).
+    wait_no_route(lab, d.node(), PETREL_PREFIX_V6)
+        .context("the de-configured daemon still routes to petrel")?;
     Ok(())
 }
 

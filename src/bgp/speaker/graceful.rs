@@ -26,7 +26,7 @@
 //! the answers to its RIB.
 
 use crate::bgp::fsm::DownReason;
-use crate::bgp::wire::{Family, GracefulRestartCap, notification as n};
+use crate::bgp::wire::{Family, GracefulRestartCap, Notification, notification as n};
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
@@ -112,6 +112,36 @@ pub fn keep_on_reestablish(
         .collect()
 }
 
+/// RFC 8538 §5: with the N-bit negotiated both ways, a peer keeps our routes
+/// through any NOTIFICATION but a Hard Reset. So the NOTIFICATIONs after
+/// which it must not (Maximum Number of Prefixes Reached, Peer
+/// De-configured) go out as Cease/Hard Reset carrying the original code,
+/// subcode and data (§3). Others, and every NOTIFICATION without the N-bit,
+/// go out as they are: Administrative Shutdown of a stopping agent stays
+/// graceful, so peers keep forwarding to this node while it restarts.
+pub fn hard_reset_if_needed(
+    notification: Notification,
+    local: Option<&GracefulRestartCap>,
+    peer: Option<&GracefulRestartCap>,
+) -> Notification {
+    let n_bit = local.is_some_and(|c| c.notification) && peer.is_some_and(|c| c.notification);
+    let hard = notification.code == n::CEASE
+        && matches!(
+            notification.subcode,
+            n::CEASE_MAX_PREFIXES | n::CEASE_PEER_DECONFIGURED
+        );
+    if !(n_bit && hard) {
+        return notification;
+    }
+    let mut data = vec![notification.code, notification.subcode];
+    data.extend_from_slice(&notification.data);
+    Notification {
+        code: n::CEASE,
+        subcode: n::CEASE_HARD_RESET,
+        data,
+    }
+}
+
 impl Helper {
     /// Starts helping: `stale` are the routes of the families kept.
     pub fn start(
@@ -184,7 +214,6 @@ impl Helper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::wire::Notification;
 
     const V4: Family = Family::Ipv4Unicast;
     const V6: Family = Family::Ipv6Unicast;
@@ -357,5 +386,47 @@ mod tests {
         assert!(!h.is_done(), "still restarting: the peer may come back");
         assert!(h.reestablished(&fams(&[V4]), t0).is_empty());
         assert!(h.is_done());
+    }
+
+    #[test]
+    fn deconfiguring_and_prefix_limits_are_hard_resets_with_the_n_bit() {
+        let n = cap(true, 120, &[(V4, true)]);
+        let plain = cap(false, 120, &[(V4, true)]);
+        let deconf = notif(n::CEASE, n::CEASE_PEER_DECONFIGURED);
+        let hard = hard_reset_if_needed(deconf.clone(), Some(&n), Some(&n));
+        assert_eq!(
+            (hard.code, hard.subcode, hard.data.clone()),
+            (
+                n::CEASE,
+                n::CEASE_HARD_RESET,
+                vec![n::CEASE, n::CEASE_PEER_DECONFIGURED]
+            )
+        );
+        let max = Notification {
+            data: vec![0, 1, 1, 0, 0, 0, 10],
+            ..notif(n::CEASE, n::CEASE_MAX_PREFIXES)
+        };
+        let hard = hard_reset_if_needed(max.clone(), Some(&n), Some(&n));
+        assert_eq!(hard.subcode, n::CEASE_HARD_RESET);
+        assert_eq!(&hard.data[..2], &[n::CEASE, n::CEASE_MAX_PREFIXES]);
+        assert_eq!(&hard.data[2..], &max.data[..]);
+        // Without the N-bit both ways, or for a graceful subcode: as is.
+        for (l, p) in [
+            (Some(&plain), Some(&n)),
+            (Some(&n), Some(&plain)),
+            (None, Some(&n)),
+        ] {
+            assert_eq!(hard_reset_if_needed(deconf.clone(), l, p), deconf);
+        }
+        let shutdown = notif(n::CEASE, n::CEASE_ADMIN_SHUTDOWN);
+        assert_eq!(
+            hard_reset_if_needed(shutdown.clone(), Some(&n), Some(&n)),
+            shutdown
+        );
+        let change = notif(n::CEASE, n::CEASE_OTHER_CONFIG_CHANGE);
+        assert_eq!(
+            hard_reset_if_needed(change.clone(), Some(&n), Some(&n)),
+            change
+        );
     }
 }

@@ -231,7 +231,12 @@ impl Speaker {
                     family.name()
                 );
                 warn!(peer = %origin, %reason, "sending Cease/Maximum Number of Prefixes Reached");
-                let sent = crate::bgp::wire::Notification::max_prefixes(*family, limit);
+                let neg = entry.negotiated.as_deref();
+                let sent = super::graceful::hard_reset_if_needed(
+                    crate::bgp::wire::Notification::max_prefixes(*family, limit),
+                    neg.and_then(|n| n.local_open.caps.graceful_restart.as_ref()),
+                    neg.and_then(|n| n.peer_graceful_restart.as_ref()),
+                );
                 entry.last_error = reason.clone();
                 entry.stop_reason = Some((reason, sent.clone()));
                 let _ = entry.cmd.send(SessionCmd::Stop {

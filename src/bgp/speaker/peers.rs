@@ -367,8 +367,14 @@ impl Speaker {
         self.publish_removed(origin, entry.config.address, entry.state, text);
         // The text goes out as an RFC 9003 communication on Administrative
         // Shutdown and Reset; other subcodes carry no data.
+        let neg = entry.negotiated.as_deref();
+        let notification = super::graceful::hard_reset_if_needed(
+            crate::bgp::fsm::cease(subcode, Some(text)),
+            neg.and_then(|n| n.local_open.caps.graceful_restart.as_ref()),
+            neg.and_then(|n| n.peer_graceful_restart.as_ref()),
+        );
         let _ = entry.cmd.send(SessionCmd::Stop {
-            notification: crate::bgp::fsm::cease(subcode, Some(text)),
+            notification,
             restart: false,
         });
         self.ids.remove(&entry.id);
