@@ -135,8 +135,7 @@ impl DaemonPaths {
                 let mut cmd = Command::new("ip");
                 cmd.args(["netns", "exec", &self.netns])
                     .arg(prog)
-                    .args(args)
-                    .envs(&self.env);
+                    .args(args);
                 if self.kind == Kind::Petrel {
                     let filter =
                         std::env::var("PETREL_TESTBED_LOG").unwrap_or_else(|_| "info".into());
@@ -167,26 +166,31 @@ impl DaemonPaths {
         Ok(())
     }
 
+    /// Starts `cmd` with the node's environment (the topology's `env`), its
+    /// output appended to the node's log, leading its own process group.
+    pub fn spawn_logged(&self, mut cmd: Command) -> anyhow::Result<Child> {
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file())
+            .with_context(|| format!("opening {}", self.log_file().display()))?;
+        writeln!(log, "==== testbed: starting {cmd:?}")?;
+        let err = log.try_clone()?;
+        cmd.envs(&self.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .process_group(0);
+        cmd.spawn()
+            .with_context(|| format!("node {}: starting {cmd:?}", self.node))
+    }
+
     /// Starts the daemons (appending to the log); each child leads its own
     /// process group. Empty for `linux` nodes.
     pub fn spawn(&self) -> anyhow::Result<Vec<Child>> {
         let mut children = Vec::new();
-        for mut cmd in self.commands()? {
-            let mut log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.log_file())
-                .with_context(|| format!("opening {}", self.log_file().display()))?;
-            writeln!(log, "==== testbed: starting {cmd:?}")?;
-            let err = log.try_clone()?;
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::from(log))
-                .stderr(Stdio::from(err))
-                .process_group(0);
-            let child = cmd
-                .spawn()
-                .with_context(|| format!("node {}: starting {cmd:?}", self.node))?;
-            children.push(child);
+        for cmd in self.commands()? {
+            children.push(self.spawn_logged(cmd)?);
             if self.kind == Kind::Frr && children.len() == 1 {
                 // Let zebra create its API socket before bgpd connects to it.
                 let start = std::time::Instant::now();

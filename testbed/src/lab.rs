@@ -8,11 +8,8 @@ use crate::daemon::{DaemonPaths, petrel_bin, run};
 use crate::topology::{Datastore, Kind, Topology};
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -217,21 +214,7 @@ impl Lab {
             .arg(paths.petrel_socket());
         let filter = std::env::var("PETREL_TESTBED_LOG").unwrap_or_else(|_| "info".into());
         cmd.env("RUST_LOG", filter).env("NO_COLOR", "1");
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(paths.log_file())
-            .with_context(|| format!("opening {}", paths.log_file().display()))?;
-        writeln!(log, "==== testbed: starting {cmd:?}")?;
-        let err = log.try_clone()?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err))
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("node {node}: starting {cmd:?}"))?;
-        Ok(vec![child])
+        Ok(vec![paths.spawn_logged(cmd)?])
     }
 
     /// Runs the node's `exec` commands that talk to its daemon (see

@@ -25,7 +25,7 @@
 //! Pure: the speaker feeds it the session's events and the time, and applies
 //! the answers to its RIB.
 
-use crate::bgp::fsm::DownReason;
+use crate::bgp::fsm::{DownReason, Negotiated};
 use crate::bgp::wire::{Family, GracefulRestartCap, Notification, notification as n};
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashSet};
@@ -110,6 +110,16 @@ pub fn keep_on_reestablish(
         .copied()
         .filter(|f| peer.families.iter().any(|(g, fwd)| g == f && *fwd))
         .collect()
+}
+
+/// The Graceful Restart capabilities sent and received on a session.
+pub fn caps(
+    negotiated: Option<&Negotiated>,
+) -> (Option<&GracefulRestartCap>, Option<&GracefulRestartCap>) {
+    (
+        negotiated.and_then(|n| n.local_open.caps.graceful_restart.as_ref()),
+        negotiated.and_then(|n| n.peer_graceful_restart.as_ref()),
+    )
 }
 
 /// RFC 8538 §5: with the N-bit negotiated both ways, a peer keeps our routes

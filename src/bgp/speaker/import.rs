@@ -231,11 +231,11 @@ impl Speaker {
                     family.name()
                 );
                 warn!(peer = %origin, %reason, "sending Cease/Maximum Number of Prefixes Reached");
-                let neg = entry.negotiated.as_deref();
+                let (local, peer) = super::graceful::caps(entry.negotiated.as_deref());
                 let sent = super::graceful::hard_reset_if_needed(
                     crate::bgp::wire::Notification::max_prefixes(*family, limit),
-                    neg.and_then(|n| n.local_open.caps.graceful_restart.as_ref()),
-                    neg.and_then(|n| n.peer_graceful_restart.as_ref()),
+                    local,
+                    peer,
                 );
                 entry.last_error = reason.clone();
                 entry.stop_reason = Some((reason, sent.clone()));

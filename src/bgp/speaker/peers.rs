@@ -367,11 +367,11 @@ impl Speaker {
         self.publish_removed(origin, entry.config.address, entry.state, text);
         // The text goes out as an RFC 9003 communication on Administrative
         // Shutdown and Reset; other subcodes carry no data.
-        let neg = entry.negotiated.as_deref();
+        let (local, peer) = super::graceful::caps(entry.negotiated.as_deref());
         let notification = super::graceful::hard_reset_if_needed(
             crate::bgp::fsm::cease(subcode, Some(text)),
-            neg.and_then(|n| n.local_open.caps.graceful_restart.as_ref()),
-            neg.and_then(|n| n.peer_graceful_restart.as_ref()),
+            local,
+            peer,
         );
         let _ = entry.cmd.send(SessionCmd::Stop {
             notification,
@@ -518,13 +518,11 @@ impl Speaker {
                 // A restart of a peer that announced graceful restart keeps
                 // its routes (RFC 4724 §4.2); a second failure before its
                 // End-of-RIB, or any other loss, withdraws them.
-                let retain = match (&e.negotiated, was_established, &e.graceful) {
-                    (Some(neg), true, None) => super::graceful::retain_on_down(
-                        &reason,
-                        neg.local_open.caps.graceful_restart.as_ref(),
-                        neg.peer_graceful_restart.as_ref(),
-                        &neg.families,
-                    ),
+                let retain = match (e.negotiated.as_deref(), was_established, &e.graceful) {
+                    (Some(neg), true, None) => {
+                        let (local, peer) = super::graceful::caps(Some(neg));
+                        super::graceful::retain_on_down(&reason, local, peer, &neg.families)
+                    }
                     _ => None,
                 };
                 let helping = e.graceful.is_some() && !was_established;
