@@ -3,7 +3,7 @@
 # Usage: testbed/fuzz/run.sh [SECONDS] [TARGET]   (defaults: 60, decode_message)
 # New corpus entries go to testbed/fuzz/corpus/TARGET (ignored by git);
 # testbed/fuzz/seeds/TARGET holds hand-built starting inputs. Crashes land in
-# testbed/fuzz/artifacts/TARGET: add each as a regression test in src/bgp/wire.
+# testbed/fuzz/artifacts/TARGET: add each as a regression test next to the decoder (crates/bgp/src/wire, ...).
 set -euo pipefail
 secs="${1:-60}"
 target="${2:-decode_message}"

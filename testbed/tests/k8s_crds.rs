@@ -270,7 +270,7 @@ fn check_cases(kind: &str, valid: &[&str], invalid: &[(&str, &[&str])]) -> anyho
         }
         // The loader also resolves references between objects.
         let with_context = format!("{yaml}---\n{LOADER_CONTEXT}");
-        if let Err(e) = petrel::datastore::parse_manifest(&name, &with_context) {
+        if let Err(e) = petrel_datastore::parse_manifest(&name, &with_context) {
             failures.push(format!(
                 "valid {kind} rejected by petrel's loader:\n{spec}\n=> {e}"
             ));
@@ -278,7 +278,7 @@ fn check_cases(kind: &str, valid: &[&str], invalid: &[(&str, &[&str])]) -> anyho
     }
     for (i, (spec, fragments)) in invalid.iter().enumerate() {
         let name = name_of("invalid", i);
-        if petrel::datastore::parse_manifest(&name, &object(kind, &name, spec)).is_ok() {
+        if petrel_datastore::parse_manifest(&name, &object(kind, &name, spec)).is_ok() {
             failures.push(format!(
                 "invalid {kind} accepted by petrel's loader:\n{spec}"
             ));
@@ -448,7 +448,7 @@ fn only_the_default_bgpconfiguration_is_accepted() -> anyhow::Result<()> {
         .context("BGPConfiguration node.worker-1 accepted")?;
     ensure!(e.contains("metadata.name must be \"default\""), "{e}");
     ensure!(
-        petrel::datastore::parse_manifest("node-config", &yaml).is_err(),
+        petrel_datastore::parse_manifest("node-config", &yaml).is_err(),
         "petrel's loader accepts a BGPConfiguration not named default"
     );
     dry_run(

@@ -13,14 +13,15 @@
 
 use anyhow::{Context, bail};
 use kube::api::{Api, PostParams};
-use petrel::datastore::Snapshot;
-use petrel::datastore::kube::{KubeOptions, cache, ipam::KubeIpamStore, watch};
-use petrel::ipam::store::{IpamStore, StoreError};
-use petrel::k8s::{
+use petrel_crd::{
     AffinityState, BlockAffinitySpec, BlockState, IpamBlockSpec, NodeStatusReport, PeerReport,
-    PetrelNode, PetrelNodeSpec, StatusWriterOptions, affinity_for, affinity_name, block_name,
-    spawn_status_writer_with,
+    PetrelNode, PetrelNodeSpec, affinity_for, affinity_name, block_name,
 };
+use petrel_datastore::Snapshot;
+use petrel_datastore::kube::{
+    KubeOptions, StatusWriterOptions, cache, ipam::KubeIpamStore, spawn_status_writer_with, watch,
+};
+use petrel_ipam::store::{IpamStore, StoreError};
 use petrel_testbed::k8s::ControlPlane;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -47,7 +48,7 @@ fn unique(prefix: &str) -> String {
 
 /// Every CRD the agent uses, from the Rust types, as one `kubectl apply` list.
 fn crd_list() -> String {
-    let crds = petrel::k8s::crds();
+    let crds = petrel_crd::crds();
     serde_json::json!({"apiVersion": "v1", "kind": "List", "items": crds}).to_string()
 }
 
@@ -623,7 +624,7 @@ async fn a_node_token_writes_only_its_own_objects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_ipam_store_is_compare_and_swap() {
     // The sequential semantics (AlreadyExists, Conflict, NotFound, no ABA,
-    // affinities) are `petrel::ipam::store::conformance`, which CI runs
+    // affinities) are `petrel_ipam::store::conformance`, which CI runs
     // against a real API server (`cargo test --lib -- --ignored
     // datastore::kube::ipam`); here: concurrent writers on a shared cluster.
     let cp = shared();
@@ -661,7 +662,7 @@ async fn kube_ipam_store_is_compare_and_swap() {
             let s = store.clone();
             let mut spec = base.spec.clone();
             spec.state = BlockState::Confirmed;
-            spec.reserved.push(petrel::k8s::ReservedAddress {
+            spec.reserved.push(petrel_crd::ReservedAddress {
                 address: spec.cidr.addr(),
                 reason: format!("racer-{i}"),
             });

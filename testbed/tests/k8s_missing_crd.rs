@@ -5,8 +5,8 @@
 //!
 //! Run: `cargo test -p petrel-testbed --test k8s_missing_crd` (needs no root).
 
-use petrel::datastore::Snapshot;
-use petrel::datastore::kube::{KubeOptions, watch};
+use petrel_datastore::Snapshot;
+use petrel_datastore::kube::{KubeOptions, watch};
 use petrel_testbed::k8s::ControlPlane;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tokio::sync::watch as tokio_watch;
 
 /// Every CRD as `petrel crds` writes it, the IPPool one only `with_pools`.
 fn crds(with_pools: bool) -> String {
-    let crds: Vec<serde_json::Value> = petrel::k8s::crds()
+    let crds: Vec<serde_json::Value> = petrel_crd::crds()
         .into_iter()
         .filter(|c| with_pools || c["spec"]["names"]["kind"] != "IPPool")
         .collect();

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
             _ => None,
         }
     };
-    let out = petrel::cni::run(get, stdin);
+    let out = petrel_cni::run(get, stdin);
     if !out.stdout.is_empty() {
         serde_json::from_str::<serde_json::Value>(&out.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", out.stdout));

@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use petrel::bgp::wire::{Family, FrameCodec, WireContext, decode, encode};
+use petrel_bgp::wire::{Family, FrameCodec, WireContext, decode, encode};
 use tokio_util::codec::Decoder;
 
 fn contexts() -> [WireContext; 4] {

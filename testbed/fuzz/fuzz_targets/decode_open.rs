@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use petrel::bgp::wire::{Message, WireContext, decode, encode};
+use petrel_bgp::wire::{Message, WireContext, decode, encode};
 
 fuzz_target!(|body: &[u8]| {
     if body.len() > 4096 - 19 {

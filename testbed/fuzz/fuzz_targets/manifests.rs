@@ -7,10 +7,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(snapshot) = petrel::datastore::parse_manifest("fuzz.yaml", text) {
+    if let Ok(snapshot) = petrel_datastore::parse_manifest("fuzz.yaml", text) {
         for node in snapshot.nodes.iter().filter_map(|n| n.metadata.name.clone()) {
-            let _ = petrel::datastore::resolve(&snapshot, &node);
+            let _ = petrel_datastore::resolve(&snapshot, &node);
         }
-        let _ = petrel::datastore::resolve(&snapshot, "fuzz-node");
+        let _ = petrel_datastore::resolve(&snapshot, "fuzz-node");
     }
 });

@@ -7,12 +7,12 @@
 //! capability (RFC 6793) and IPv4 unicast (RFC 4760), and keep the session
 //! up with KEEPALIVEs at a third of the negotiated hold time (RFC 4271 §4.4,
 //! §10). Messages are framed by hand (RFC 4271 §4.1) and encoded and decoded
-//! with petrel's codec (`petrel::bgp::wire`).
+//! with petrel's codec (`petrel_bgp::wire`).
 
 use anyhow::{Context, bail};
 use ipnet::{IpNet, Ipv4Net};
 use nix::sched::{CloneFlags, setns};
-use petrel::bgp::wire::{
+use petrel_bgp::wire::{
     Capabilities, Family, HEADER_LEN, MAX_MESSAGE_LEN, Message, Nlri, Open, WireContext, decode,
     encode,
 };
@@ -92,17 +92,17 @@ pub fn encode_table(
     end_of_rib: bool,
     ctx: &WireContext,
 ) -> anyhow::Result<(Vec<u8>, usize)> {
-    let attrs = petrel::bgp::wire::PathAttributes {
-        origin: Some(petrel::bgp::wire::Origin::Igp),
-        as_path: vec![petrel::bgp::wire::AsSegment {
-            kind: petrel::bgp::wire::AsSegmentKind::Sequence,
+    let attrs = petrel_bgp::wire::PathAttributes {
+        origin: Some(petrel_bgp::wire::Origin::Igp),
+        as_path: vec![petrel_bgp::wire::AsSegment {
+            kind: petrel_bgp::wire::AsSegmentKind::Sequence,
             asns: vec![local_as],
         }],
         next_hop: Some(next_hop),
         ..Default::default()
     };
     let nlri: Vec<Nlri> = prefixes.iter().map(|p| Nlri::new(IpNet::V4(*p))).collect();
-    let msgs = petrel::bgp::wire::encode_announce(&attrs, &nlri, ctx)
+    let msgs = petrel_bgp::wire::encode_announce(&attrs, &nlri, ctx)
         .context("encoding the generator's UPDATEs")?;
     let mut buf = Vec::with_capacity(msgs.iter().map(|m| m.len()).sum::<usize>() + 64);
     for m in &msgs {
@@ -219,7 +219,7 @@ impl Session {
     pub fn start(
         &mut self,
         reader: TcpStream,
-        mut on_update: impl FnMut(&petrel::bgp::wire::Update) + Send + 'static,
+        mut on_update: impl FnMut(&petrel_bgp::wire::Update) + Send + 'static,
     ) -> anyhow::Result<()> {
         let ka = encode(&Message::Keepalive, &self.ctx)?;
         let (writer, stop) = (self.writer.clone(), self.stop.clone());
@@ -381,7 +381,7 @@ impl SinkProgress {
     }
 
     /// Applies one UPDATE.
-    pub fn apply(&self, u: &petrel::bgp::wire::Update) {
+    pub fn apply(&self, u: &petrel_bgp::wire::Update) {
         let now = self.epoch.elapsed().as_nanos().max(1);
         let now = usize::try_from(now).unwrap_or(usize::MAX);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -539,7 +539,7 @@ mod tests {
     fn sink_counts_each_prefix_once_and_takes_withdrawals_back() {
         let p = |s: &str| Nlri::new(s.parse().unwrap());
         let progress = SinkProgress::new(2, Instant::now());
-        let upd = |announced: Vec<Nlri>, withdrawn: Vec<Nlri>| petrel::bgp::wire::Update {
+        let upd = |announced: Vec<Nlri>, withdrawn: Vec<Nlri>| petrel_bgp::wire::Update {
             withdrawn,
             attrs: None,
             announced,

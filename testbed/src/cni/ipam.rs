@@ -349,7 +349,7 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH)
         );
         assert!(parse_utc("10:10:03").is_none());
-        let log = "2026-11-26T10:10:03.5Z  INFO ipam{node=n1}: petrel::ipam::claim: claimed block \
+        let log = "2026-11-26T10:10:03.5Z  INFO ipam{node=n1}: petrel_ipam::claim: claimed block \
                    node=n1 block=10.0.0.8/29 pool=p\n";
         assert!(claim_time(log, "10.0.0.8/29").is_some());
         assert!(claim_time(log, "10.0.0.8/2").is_none());

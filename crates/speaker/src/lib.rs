@@ -1,0 +1,404 @@
+//! The BGP speaker: the one task that owns the RIB and the peer table
+//! (RFC 4271 §9: UPDATE processing, decision process, update-send process;
+//! RFC 4724 §2 End-of-RIB and §4.2 graceful restart helper, with RFC 8538;
+//! RFC 4486 prefix limits).
+//!
+//! It is fed typed messages: resolved configuration from the datastore,
+//! events from the per-session drivers ([`session`]), inbound connections
+//! from the listeners, and queries from the management API. Nothing else
+//! mutates its state.
+
+mod export;
+mod graceful;
+mod import;
+mod listener;
+mod nexthop;
+mod peers;
+pub mod session;
+#[allow(unsafe_code)] // the one documented socket-options module
+mod sockopt;
+pub mod status;
+
+use ipnet::IpNet;
+use petrel_bgp::fsm::{Negotiated, State};
+use petrel_bgp::rib::{PathSource, Rib};
+use petrel_bgp::wire::{Family, Message, Nlri, PathAttributes};
+use petrel_dataplane::RouteTarget;
+use petrel_datastore::resolved::{NodeConfig, PeerOrigin};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use export::{NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED};
+pub use peers::PeerEntry;
+pub use status::{
+    AdjRibRoute, BestRoute, EventKind, PeerKind, PeerStatus, RestartPhase, RouteChange,
+    RouteStatus, SessionTransition, SpeakerEvent,
+};
+
+/// Commands from the speaker to one session driver.
+#[derive(Debug)]
+pub enum SessionCmd {
+    /// Hand over an accepted inbound connection from this peer.
+    Inbound(TcpStream),
+    /// Send these routes, all sharing one attribute set.
+    Announce(Arc<PathAttributes>, Vec<Nlri>),
+    Withdraw(Vec<Nlri>),
+    /// Send a message on the established connection as it is (End-of-RIB,
+    /// ROUTE-REFRESH demarcation).
+    Send(Message),
+    /// Stop the session with this NOTIFICATION (sent as is), then stay down
+    /// (`restart == false`) or come back after a delay.
+    Stop {
+        notification: petrel_bgp::wire::Notification,
+        restart: bool,
+    },
+    /// Configuration changed in a way that needs no reset (timers, limits).
+    Reconfigure(Box<petrel_bgp::fsm::SessionConfig>),
+}
+
+/// Events from a session driver to the speaker.
+#[derive(Debug)]
+pub enum SessionEvent {
+    State(State),
+    Established {
+        negotiated: Box<Negotiated>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// The session left Established or an attempt failed.
+    Down {
+        reason: petrel_bgp::fsm::DownReason,
+        was_established: bool,
+    },
+    Received(Message),
+    /// RFC 7606 non-fatal errors applied to a received UPDATE.
+    AttributeErrors(Vec<String>),
+}
+
+/// Queries from the management API.
+#[derive(Debug)]
+pub enum Query {
+    Peers(oneshot::Sender<Vec<PeerStatus>>),
+    Routes(Option<Family>, oneshot::Sender<Vec<RouteStatus>>),
+    /// Adj-RIB-In before policy (`received`) or Adj-RIB-Out of the peers
+    /// matching `peer` (an address or configuration name; all when `None`).
+    PeerRoutes {
+        peer: Option<String>,
+        received: bool,
+        family: Option<Family>,
+        reply: oneshot::Sender<Vec<AdjRibRoute>>,
+    },
+}
+
+/// Everything the speaker task receives.
+#[derive(Debug)]
+pub enum SpeakerMsg {
+    Session {
+        id: u32,
+        event: SessionEvent,
+    },
+    Inbound {
+        stream: TcpStream,
+        remote: SocketAddr,
+    },
+    Query(Query),
+    /// Originate (or stop originating) these prefixes, besides those of the
+    /// configuration: service addresses from `petrel_services`.
+    Originate {
+        advertise: Vec<IpNet>,
+        withdraw: Vec<IpNet>,
+    },
+}
+
+/// Cloneable handle to the speaker task.
+#[derive(Clone, Debug)]
+pub struct SpeakerHandle {
+    tx: mpsc::Sender<SpeakerMsg>,
+    /// Session transitions and route changes for `WatchEvents`.
+    events: tokio::sync::broadcast::Sender<SpeakerEvent>,
+}
+
+impl SpeakerHandle {
+    /// Session transitions and best-path changes from now on (a receiver
+    /// that falls behind by [`EVENT_BACKLOG`] events gets `Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SpeakerEvent> {
+        self.events.subscribe()
+    }
+    /// Whether the speaker task is still running (its inbox is open).
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+    pub async fn peers(&self) -> Vec<PeerStatus> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(SpeakerMsg::Query(Query::Peers(tx)))
+            .await
+            .is_err()
+        {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
+    /// See [`Query::PeerRoutes`].
+    pub async fn peer_routes(
+        &self,
+        peer: Option<String>,
+        received: bool,
+        family: Option<Family>,
+    ) -> Vec<AdjRibRoute> {
+        let (reply, rx) = oneshot::channel();
+        let q = Query::PeerRoutes {
+            peer,
+            received,
+            family,
+            reply,
+        };
+        if self.tx.send(SpeakerMsg::Query(q)).await.is_err() {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
+    /// Start and stop originating prefixes (see [`SpeakerMsg::Originate`]).
+    pub async fn originate(&self, advertise: Vec<IpNet>, withdraw: Vec<IpNet>) {
+        if advertise.is_empty() && withdraw.is_empty() {
+            return;
+        }
+        let _ = self
+            .tx
+            .send(SpeakerMsg::Originate {
+                advertise,
+                withdraw,
+            })
+            .await;
+    }
+    pub async fn routes(&self, family: Option<Family>) -> Vec<RouteStatus> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(SpeakerMsg::Query(Query::Routes(family, tx)))
+            .await
+            .is_err()
+        {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// Events kept for a slow `WatchEvents` client before it loses some.
+pub const EVENT_BACKLOG: usize = 4096;
+
+/// Selected routes handed to the dataplane: prefix -> kernel route (`None` =
+/// withdrawn). Learned routes go to their (multipath) next hops; the node's
+/// own pod blocks become blackholes; other local routes are not installed.
+pub type FibChanges = Vec<(IpNet, Option<RouteTarget>)>;
+
+/// What the speaker tells the dataplane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FibMsg {
+    Changes(FibChanges),
+    /// Every established peer has sent End-of-RIB for every negotiated
+    /// family: routes adopted at start-up that are still unclaimed can go.
+    Converged,
+}
+
+/// The kernel route for a Loc-RIB entry.
+fn fib_target(dest: Option<&petrel_bgp::rib::Destination>, own_block: bool) -> Option<RouteTarget> {
+    let dest = dest?;
+    if dest.best()?.source.local {
+        return own_block.then_some(RouteTarget::Blackhole);
+    }
+    let hops: Vec<IpAddr> = dest
+        .multipath_paths()
+        .iter()
+        .filter(|p| !p.source.local)
+        .filter_map(|p| p.next_hop)
+        .collect();
+    RouteTarget::from_next_hops(hops)
+}
+
+/// The speaker's state; see the module docs.
+pub struct Speaker {
+    node: Option<NodeConfig>,
+    peers: BTreeMap<PeerOrigin, PeerEntry>,
+    ids: HashMap<u32, PeerOrigin>,
+    next_id: u32,
+    rib: Rib,
+    local: Arc<PathSource>,
+    listeners: listener::Listeners,
+    tx: mpsc::Sender<SpeakerMsg>,
+    fib: Option<mpsc::UnboundedSender<FibMsg>>,
+    converged: bool,
+    /// Prefixes originated besides the configuration's (service addresses).
+    dynamic: std::collections::BTreeSet<IpNet>,
+    /// Published events (`status::publish_*`); built only when watched.
+    events: tokio::sync::broadcast::Sender<SpeakerEvent>,
+    /// Set while this agent restarts with its forwarding state preserved
+    /// (routes of a previous agent were in the kernel): until when OPENs
+    /// carry the Restart State bit (RFC 4724 §4.1), at the latest.
+    restarting: Option<std::time::Instant>,
+}
+
+impl Speaker {
+    /// Run the speaker until `shutdown` is cancelled or `config` closes. `fib` receives selected-route
+    /// changes for the dataplane, when one is attached.
+    ///
+    /// `restarting`: this agent restarts with its forwarding state (the
+    /// dataplane adopted routes of a previous agent); OPENs carry the
+    /// Restart State bit until every peer has sent End-of-RIB or for this
+    /// long at most.
+    pub fn spawn(
+        mut config: watch::Receiver<Option<NodeConfig>>,
+        fib: Option<mpsc::UnboundedSender<FibMsg>>,
+        shutdown: CancellationToken,
+        restarting: Option<std::time::Duration>,
+    ) -> (SpeakerHandle, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let (events, _) = tokio::sync::broadcast::channel(EVENT_BACKLOG);
+        let handle = SpeakerHandle {
+            tx: tx.clone(),
+            events: events.clone(),
+        };
+        let mut speaker = Speaker {
+            node: None,
+            peers: BTreeMap::new(),
+            ids: HashMap::new(),
+            next_id: 1,
+            rib: Rib::default(),
+            local: PathSource::local(std::net::Ipv4Addr::UNSPECIFIED),
+            listeners: listener::Listeners::default(),
+            tx,
+            fib,
+            converged: false,
+            dynamic: Default::default(),
+            events,
+            restarting: restarting.map(|d| std::time::Instant::now() + d),
+        };
+        let task = tokio::spawn(async move {
+            let initial = config.borrow_and_update().clone();
+            if let Some(c) = initial {
+                speaker.apply_config(c).await;
+            }
+            // Graceful restart deadlines (restart and stale times, seconds).
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        speaker.graceful_tick(std::time::Instant::now());
+                        speaker.flush();
+                    }
+                    changed = config.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let c = config.borrow_and_update().clone();
+                        if let Some(c) = c {
+                            speaker.apply_config(c).await;
+                        }
+                    }
+                    Some(msg) = rx.recv() => speaker.handle(msg).await,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            speaker.shutdown().await;
+        });
+        (handle, task)
+    }
+
+    async fn handle(&mut self, msg: SpeakerMsg) {
+        match msg {
+            SpeakerMsg::Session { id, event } => {
+                let before = self.watched_state(id);
+                self.session_event(id, event);
+                self.publish_transition(id, before);
+            }
+            SpeakerMsg::Inbound { stream, remote } => self.inbound(stream, remote),
+            SpeakerMsg::Query(Query::Peers(reply)) => {
+                let _ = reply.send(self.peer_views());
+            }
+            SpeakerMsg::Query(Query::Routes(family, reply)) => {
+                let _ = reply.send(self.route_views(family));
+            }
+            SpeakerMsg::Query(Query::PeerRoutes {
+                peer,
+                received,
+                family,
+                reply,
+            }) => {
+                let _ = reply.send(self.peer_route_views(peer.as_deref(), received, family));
+            }
+            SpeakerMsg::Originate {
+                advertise,
+                withdraw,
+            } => self.originate_delta(advertise, withdraw),
+        }
+        self.flush();
+        self.check_converged();
+    }
+
+    /// Push pending best-path changes to the peers and the dataplane.
+    fn flush(&mut self) {
+        let changed = self.rib.take_changes();
+        if changed.is_empty() {
+            return;
+        }
+        self.publish_route_changes(&changed);
+        self.export_changes(&changed);
+        if let Some(fib) = &self.fib {
+            let pod_cidrs: &[IpNet] = self.node.as_ref().map(|n| &n.pod_cidrs[..]).unwrap_or(&[]);
+            let changes: FibChanges = changed
+                .iter()
+                .map(|prefix| {
+                    (
+                        *prefix,
+                        fib_target(self.rib.get(prefix), pod_cidrs.contains(prefix)),
+                    )
+                })
+                .collect();
+            let _ = fib.send(FibMsg::Changes(changes));
+        }
+    }
+
+    /// Signal convergence once every configured peer is established and has
+    /// sent End-of-RIB for all its families. As with the selection deferral
+    /// of RFC 4724 §4.1, routes of a peer that comes back later than another
+    /// must not be swept in between; a peer that never comes back is covered
+    /// by the dataplane's stale timer.
+    fn check_converged(&mut self) {
+        if self.converged || self.peers.is_empty() {
+            return;
+        }
+        let all = self.peers.values().all(|p| {
+            p.negotiated
+                .as_ref()
+                .is_some_and(|n| n.families.iter().all(|f| p.eor_received.contains(f)))
+        });
+        if all {
+            self.converged = true;
+            tracing::info!("End-of-RIB received from every configured peer: routing converged");
+            self.end_own_restart("End-of-RIB received from every peer");
+            if let Some(fib) = &self.fib {
+                let _ = fib.send(FibMsg::Converged);
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let keys: Vec<PeerOrigin> = self.peers.keys().cloned().collect();
+        for k in keys {
+            self.remove_peer(
+                &k,
+                petrel_bgp::wire::notification::CEASE_ADMIN_SHUTDOWN,
+                "petrel agent shutting down",
+            );
+        }
+        // Give the drivers a moment to flush their NOTIFICATIONs.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,148 @@
+//! Listening sockets for incoming BGP connections (RFC 4271 §8: passive TCP
+//! open), with per-peer TCP MD5 keys (RFC 2385) installed on the listener.
+
+use super::SpeakerMsg;
+use petrel_datastore::resolved::{BindMode, NodeConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+struct Bound {
+    socket: Arc<TcpListener>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The set of listening sockets, following `listenPort` and `bindMode`.
+#[derive(Default)]
+pub struct Listeners {
+    bound: BTreeMap<SocketAddr, Bound>,
+    /// Peer address -> key currently installed on the listeners.
+    keys: BTreeMap<IpAddr, String>,
+}
+
+fn desired(node: &NodeConfig) -> BTreeSet<SocketAddr> {
+    let port = node.listen_port;
+    match node.bind_mode {
+        BindMode::None => [
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+        ]
+        .into_iter()
+        .collect(),
+        BindMode::NodeIp => node
+            .ipv4_address
+            .map(|a| SocketAddr::new(IpAddr::V4(a.addr()), port))
+            .into_iter()
+            .chain(
+                node.ipv6_address
+                    .map(|a| SocketAddr::new(IpAddr::V6(a.addr()), port)),
+            )
+            .collect(),
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(128)?;
+    TcpListener::from_std(s.into())
+}
+
+impl Listeners {
+    /// Bind the listeners `node` asks for and close the others.
+    pub async fn reconcile(&mut self, node: &NodeConfig, tx: mpsc::Sender<SpeakerMsg>) {
+        let want = desired(node);
+        self.bound.retain(|addr, b| {
+            let keep = want.contains(addr);
+            if !keep {
+                info!(%addr, "closing BGP listener");
+                b.task.abort();
+            }
+            keep
+        });
+        for addr in want {
+            if self.bound.contains_key(&addr) {
+                continue;
+            }
+            match bind(addr) {
+                Ok(l) => {
+                    info!(%addr, "listening for BGP connections");
+                    let socket = Arc::new(l);
+                    for (peer, key) in &self.keys {
+                        if peer.is_ipv6() == addr.is_ipv6()
+                            && let Err(e) = crate::sockopt::set_tcp_md5(&*socket, *peer, Some(key))
+                        {
+                            error!(%peer, error = %e, "cannot install TCP MD5 key on listener");
+                        }
+                    }
+                    let task = tokio::spawn(accept_loop(socket.clone(), tx.clone()));
+                    self.bound.insert(addr, Bound { socket, task });
+                }
+                Err(e) => {
+                    // An IPv6 listener on a host without IPv6 is not fatal.
+                    warn!(%addr, error = %e, "cannot bind BGP listener");
+                }
+            }
+        }
+    }
+
+    /// Install the MD5 keys for the configured peers on every listener and
+    /// remove keys of peers that are gone or lost their password.
+    pub fn set_keys(&mut self, peers: impl Iterator<Item = (IpAddr, Option<String>)>) {
+        let want: BTreeMap<IpAddr, String> = peers.filter_map(|(a, k)| k.map(|k| (a, k))).collect();
+        for b in self.bound.values() {
+            let v6 = b.socket.local_addr().map(|a| a.is_ipv6()).unwrap_or(false);
+            for peer in self.keys.keys() {
+                if peer.is_ipv6() == v6 && !want.contains_key(peer) {
+                    let _ = crate::sockopt::set_tcp_md5(&*b.socket, *peer, None);
+                }
+            }
+            for (peer, key) in &want {
+                if peer.is_ipv6() == v6
+                    && self.keys.get(peer) != Some(key)
+                    && let Err(e) = crate::sockopt::set_tcp_md5(&*b.socket, *peer, Some(key))
+                {
+                    error!(%peer, error = %e, "cannot install TCP MD5 key on listener");
+                }
+            }
+        }
+        self.keys = want;
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for b in self.bound.values() {
+            b.task.abort();
+        }
+    }
+}
+
+async fn accept_loop(socket: Arc<TcpListener>, tx: mpsc::Sender<SpeakerMsg>) {
+    loop {
+        match socket.accept().await {
+            Ok((stream, remote)) => {
+                if tx
+                    .send(SpeakerMsg::Inbound { stream, remote })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
