@@ -4,7 +4,7 @@ use super::*;
 use std::path::PathBuf;
 
 fn manifests_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../manifests")
 }
 
 /// `manifests/crds.yaml` must be exactly what `crd_manifests()` produces.

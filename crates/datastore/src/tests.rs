@@ -659,7 +659,7 @@ fn ignores_hidden_and_other_files_and_follows_configmap_symlinks() {
 
 #[test]
 fn example_manifests_load_and_resolve() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/examples");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../manifests/examples");
     let s = load_dir(&dir).unwrap_or_else(|e| panic!("manifests/examples must load: {e}"));
     assert!(s.bgp_configuration.is_some());
     assert!(!s.peers.is_empty() && !s.filters.is_empty());

@@ -187,12 +187,17 @@ async fn concurrent_claims_from_many_processes() {
     const N: usize = 8; // 10.7.0.0/27 in /30 blocks
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
+    // The test's name within this test binary (module path without the crate).
+    let child = format!(
+        "{}::child_claimer",
+        module_path!().split_once("::").map_or("", |(_, m)| m)
+    );
     let children: Vec<_> = (0..=N)
         .map(|i| {
             Command::new(&exe)
                 .args([
                     "--exact",
-                    "ipam::file_store::tests::child_claimer",
+                    child.as_str(),
                     "--ignored",
                     "--test-threads=1",
                     "--quiet",

@@ -57,7 +57,7 @@ struct ControlPlane {
 }
 
 fn script() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testbed/k8s/controlplane.sh")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testbed/k8s/controlplane.sh")
 }
 
 impl ControlPlane {
