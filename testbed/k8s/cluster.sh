@@ -27,14 +27,16 @@
 #       `exec cp` in the router's and the control plane's network namespace)
 #   testbed/k8s/cluster.sh load NAME=TARBALL|NAME... [--dir DIR]
 #       imports images into every node of the running cluster
+#   testbed/k8s/cluster.sh kill NODE [--dir DIR]
+#       a power failure: kills every process of NODE (kubelet, containerd,
+#       pods); its namespace and link stay, `down` still cleans up
 #   testbed/k8s/cluster.sh build                  builds binaries and images
 #
 # Layout (all in namespaces named <id>-tor, <id>-cp, <id>-node1..N, where
 # <id> is "pc" and a hash of DIR, so clusters in different DIRs coexist):
 #
 #   10.10.0.0/24   one L2 segment (a bridge in the ToR namespace)
-#   10.10.0.1      ToR: FRR (zebra + bgpd), AS 65000, accepts BGP from any
-#                  address of the segment (`bgp listen range`, eBGP)
+#   10.10.0.1      ToR: FRR (zebra + bgpd), AS 65000, eBGP with every node
 #   10.10.0.2      control plane: etcd, kube-apiserver on :6443, controller
 #                  manager and scheduler; the host reaches the API server on a
 #                  127.0.0.1 port (a socat pair through a Unix socket)
@@ -174,9 +176,10 @@ start_tor() {
     mkdir -p "$d"
     echo "! zebra of the cluster's ToR (cluster.sh)" >"$d/zebra.conf"
     cat >"$d/bgpd.conf" <<EOF
-! The cluster's top-of-rack router (testbed/k8s/cluster.sh): eBGP with every
-! address of the node segment that connects (nodes are AS $NODE_AS), ECMP over
-! the nodes.
+! The cluster's top-of-rack router (testbed/k8s/cluster.sh): eBGP with each
+! node (AS $NODE_AS), ECMP over the nodes. Configured neighbors, not a listen
+! range: FRR 8.4 kept a dynamic neighbor's graceful-restart stale routes
+! after its restart time had run out.
 frr defaults datacenter
 hostname tor
 log stdout informational
@@ -187,7 +190,7 @@ router bgp $TOR_AS
  no bgp default ipv4-unicast
  neighbor NODES peer-group
  neighbor NODES remote-as external
- bgp listen range $FABRIC.0/24 peer-group NODES
+$(for ((i = 1; i <= NODES; i++)); do echo " neighbor $(node_ip $i) peer-group NODES"; done)
  !
  address-family ipv4 unicast
   neighbor NODES activate
@@ -634,6 +637,15 @@ cmd_exec() {
     esac
 }
 
+cmd_kill() {
+    load_state || die "no cluster in $DIR"
+    local node=$1
+    [[ $node =~ ^node[0-9]+$ && -d $DIR/nodes/$node ]] || die "no node $node (node1..node$CLUSTER_NODES)"
+    kill_netns "$CLUSTER_ID-$node" "/$CLUSTER_ID-$node"
+    rm -f "$DIR/up"
+    log "$node killed (every process of it, pods included)"
+}
+
 cmd_load() {
     load_state || die "no cluster in $DIR"
     local spec name tar tars=() i
@@ -656,7 +668,7 @@ cmd_load() {
 }
 
 cmd=${1:-}
-[[ -n $cmd ]] || die "usage: $0 up|down|status|env|exec|load|build [--dir DIR] ..."
+[[ -n $cmd ]] || die "usage: $0 up|down|status|env|exec|load|kill|build [--dir DIR] ..."
 shift
 DIR=${TMPDIR:-/tmp}/petrel-cluster
 NODES=3
@@ -687,7 +699,8 @@ case $cmd in
     status) cmd_status ;;
     env) cmd_env ;;
     exec) ((${#ARGS[@]})) || die "usage: $0 exec NODE [--dir DIR] -- CMD..."; cmd_exec "${ARGS[@]}" ;;
+    kill) ((${#ARGS[@]} == 1)) || die "usage: $0 kill NODE [--dir DIR]"; cmd_kill "${ARGS[0]}" ;;
     load) ((${#ARGS[@]})) || die "usage: $0 load NAME=TARBALL|NAME... [--dir DIR]"; cmd_load "${ARGS[@]}" ;;
     build) cmd_build ;;
-    *) die "unknown command $cmd (up|down|status|env|exec|load|build)" ;;
+    *) die "unknown command $cmd (up|down|status|env|exec|load|kill|build)" ;;
 esac

@@ -10,7 +10,9 @@
 #                      testbed/k8s/pause (Go, standard library only)
 #   petrel-test:dev    Debian's busybox-static with every applet linked: a
 #                      shell, ping, wget, nc, ip and httpd. Its command serves
-#                      the pod's hostname on port 8080 (`wget -qO- POD:8080`).
+#                      the pod's hostname on port 8080 (`wget -qO- POD:8080`)
+#                      and exits at SIGTERM. (busybox 1.35's `wget -T`
+#                      crashes with SIGSEGV: use `timeout 5 wget ...`.)
 #
 # Names are as `docker save` writes them (docker.io/library/NAME:TAG), so a
 # pod spec says `image: petrel-test:dev`. The tarballs are reproducible (file
@@ -132,7 +134,7 @@ image_test() {
         printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
         oci_archive docker.io/library/petrel-test:dev "$root" '{
             "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["/bin/sh", "-c", "hostname > /www/index.html && exec httpd -f -p 8080 -h /www"],
+            "Cmd": ["/bin/sh", "-c", "hostname > /www/index.html; trap \"exit 0\" TERM INT; httpd -f -p 8080 -h /www & wait"],
             "ExposedPorts": {"8080/tcp": {}}
         }' "$out"
         rm -rf "$root"
