@@ -4,17 +4,27 @@
 #
 #   testbed/k8s/controlplane.sh start [--dir DIR] [--etcd-port P] [--etcd-peer-port P]
 #                                     [--apiserver-port P] [--watch-pid PID]
+#                                     [--san SAN,...] [--apiserver-arg ARG]...
 #       Builds the binaries when they are missing (cached, see below), creates
 #       a CA, serving and client certificates and a service-account signing
 #       key under DIR, starts etcd and kube-apiserver bound to 127.0.0.1 on
 #       free ports, waits for /readyz and prints the admin kubeconfig path
 #       (the only line on stdout). With --watch-pid the control plane stops
-#       by itself when that process exits.
+#       by itself when that process exits. --san adds subject alternative
+#       names to the API server's certificate (`IP:10.10.0.2,DNS:cp`); each
+#       --apiserver-arg is one `--flag=value` for kube-apiserver that replaces
+#       the default of that flag (`--apiserver-arg=--bind-address=0.0.0.0`);
+#       both are kept for `apiserver start`. testbed/k8s/cluster.sh runs the script this way
+#       inside a network namespace.
 #   testbed/k8s/controlplane.sh stop [--dir DIR]       stops it and removes DIR
 #   testbed/k8s/controlplane.sh env [--dir DIR]        prints `export KUBECONFIG=...` lines
 #   testbed/k8s/controlplane.sh user NAME [GROUP...] [--dir DIR]
 #       writes a kubeconfig for a client-certificate user NAME in GROUPs
-#       (for RBAC tests, e.g. `user system:node:worker-1 system:nodes`), prints its path
+#       (for RBAC tests, e.g. `user system:node:worker-1 system:nodes`), prints its path;
+#       --server URL puts another address of the API server in it
+#   testbed/k8s/controlplane.sh serving-cert NAME SAN,... [--dir DIR]
+#       a serving certificate signed by the cluster's CA (pki/NAME.crt and
+#       .key, e.g. a kubelet's), prints the certificate's path
 #   testbed/k8s/controlplane.sh apiserver kill|stop|start [--dir DIR]
 #       an API server outage: kill (SIGKILL) or stop it, then start it again
 #       with the same flags and port (etcd and its data stay)
@@ -35,93 +45,17 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CACHE=${PETREL_K8S_CACHE:-/var/cache/petrel/k8s}
-GO_CACHE=${PETREL_GO_CACHE:-/var/cache/petrel/go}
-
-die() { echo "controlplane.sh: $*" >&2; exit 1; }
-log() { echo "controlplane.sh: $*" >&2; }
-
-# module_version GO_MOD MODULE: the version of MODULE that GO_MOD requires.
-module_version() {
-    awk -v m="$2" '{ if ($1 == "require") { $1 = ""; $0 = substr($0, 2) } }
-        $1 == m && $2 ~ /^v/ { print $2; exit }' "$1"
-}
-
-KUBE_VERSION=$(module_version "$HERE/apiserver/go.mod" k8s.io/kubernetes)
-ETCD_VERSION=$(module_version "$HERE/etcd/go.mod" go.etcd.io/etcd/server/v3)
-[[ -n $KUBE_VERSION && -n $ETCD_VERSION ]] || die "cannot read the versions from $HERE/{apiserver,etcd}/go.mod"
-BIN=$CACHE/$KUBE_VERSION
+PROG=controlplane.sh
+# shellcheck source=testbed/k8s/lib.sh
+. "$HERE/lib.sh"
 APISERVER=$BIN/kube-apiserver
 ETCD=$BIN/etcd-$ETCD_VERSION
-
-go_cmd() {
-    if [[ -n ${GO:-} ]]; then echo "$GO"
-    elif command -v go >/dev/null 2>&1; then command -v go
-    elif [[ -x /usr/local/go/bin/go ]]; then echo /usr/local/go/bin/go
-    else die "go not found (set GO=/path/to/go)"
-    fi
-}
-
-# build_one MODULE_DIR PACKAGE OUTPUT [LDFLAGS]: builds PACKAGE with the
-# module in MODULE_DIR unless OUTPUT exists. A lock makes concurrent callers
-# wait for one build instead of racing.
-build_one() {
-    local moddir=$1 pkg=$2 out=$3 ldflags=${4:-}
-    [[ -x $out ]] && return 0
-    mkdir -p "$(dirname "$out")" "$GO_CACHE"
-    exec 9>"$CACHE/.build.lock"
-    flock 9
-    if [[ ! -x $out ]]; then
-        local go start
-        go=$(go_cmd)
-        start=$(date +%s)
-        log "building $pkg into $out (slow the first time: Go modules download and compile)"
-        (
-            cd "$moddir"
-            export GOPATH=$GO_CACHE GOMODCACHE=$GO_CACHE/mod GOCACHE=$GO_CACHE/build
-            export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
-            nice -n 10 "$go" build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp.$$" "$pkg"
-        ) || { rm -f "$out.tmp.$$"; flock -u 9; die "building $pkg failed"; }
-        mv -f "$out.tmp.$$" "$out"
-        log "built $out in $(($(date +%s) - start))s"
-    fi
-    flock -u 9
-}
 
 cmd_build() {
     mkdir -p "$CACHE"
     build_one "$HERE/etcd" go.etcd.io/etcd/server/v3 "$ETCD"
-    # What Kubernetes' own build stamps in, so /version tells the release.
-    local minor=${KUBE_VERSION#v1.}
-    minor=${minor%%.*}
-    local v ldflags=""
-    for v in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-        ldflags+=" -X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
-        ldflags+=" -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
-    done
-    build_one "$HERE/apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$APISERVER" "$ldflags"
+    build_one "$HERE/apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$APISERVER" "$(kube_ldflags)"
     echo "$BIN"
-}
-
-kubectl_cmd() {
-    if [[ -n ${PETREL_KUBECTL:-} ]]; then echo "$PETREL_KUBECTL"
-    elif [[ -x $CACHE/kubectl/bin/kubectl ]]; then echo "$CACHE/kubectl/bin/kubectl"
-    elif command -v kubectl >/dev/null 2>&1; then command -v kubectl
-    else die "kubectl not found: run .ci/setup-k8s or set PETREL_KUBECTL"
-    fi
-}
-
-port_in_use() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
-
-# Below the ephemeral range (32768+), so no outgoing connection takes the
-# port before the server binds it.
-free_port() {
-    local p
-    for _ in $(seq 200); do
-        p=$((10000 + RANDOM % 22000))
-        port_in_use "$p" || { echo "$p"; return; }
-    done
-    die "no free TCP port found on 127.0.0.1"
 }
 
 # sign NAME SUBJECT [SAN]: a key and a certificate signed by the CA.
@@ -142,15 +76,15 @@ sign() {
 
 # kubeconfig FILE CERT_NAME USER: a kubeconfig for a client certificate.
 kubeconfig() {
-    local file=$1 cert=$2 user=$3 port
-    port=$(cat "$DIR/apiserver.port")
+    local file=$1 cert=$2 user=$3 server=${SERVER:-}
+    [[ -n $server ]] || server=https://127.0.0.1:$(cat "$DIR/apiserver.port")
     cat >"$file" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
 - name: petrel-test
   cluster:
-    server: https://127.0.0.1:$port
+    server: $server
     certificate-authority: $PKI/ca.crt
 users:
 - name: $user
@@ -164,30 +98,6 @@ contexts:
     user: $user
 current-context: $user@petrel-test
 EOF
-}
-
-# alive PID: whether PID runs (a zombie whose parent has not reaped it yet
-# counts as gone).
-alive() {
-    [[ -n $1 && -r /proc/$1/stat ]] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null
-}
-
-# ours PID: whether PID is a live process of this control plane (its command
-# line names DIR), so a stale pid file never ends an unrelated process.
-ours() {
-    alive "$1" && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$DIR"
-}
-
-stop_pid() {
-    local pidfile=$1 pid
-    [[ -f $pidfile ]] || return 0
-    pid=$(cat "$pidfile")
-    if ours "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do alive "$pid" || break; sleep 0.2; done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
 }
 
 cmd_stop() {
@@ -231,19 +141,27 @@ wait_ready() {
 # launch_apiserver: starts kube-apiserver in the background with the ports in
 # DIR (also to restart it after `apiserver kill|stop`); appends to its log.
 launch_apiserver() {
-    local ep ap
+    local ep ap extra=() args=() a
     ep=$(cat "$DIR/etcd.port")
     ap=$(cat "$DIR/apiserver.port")
-    setsid "$APISERVER" \
-        --etcd-servers "http://127.0.0.1:$ep" \
-        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$ap" \
-        --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-        --client-ca-file "$PKI/ca.crt" \
-        --service-account-issuer https://kubernetes.default.svc \
-        --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-        --service-cluster-ip-range 10.0.0.0/24 --endpoint-reconciler-type none \
-        --authorization-mode RBAC --profiling=false --v "${PETREL_K8S_VERBOSITY:-1}" \
-        </dev/null >>"$DIR/logs/kube-apiserver.log" 2>&1 &
+    [[ -f $DIR/apiserver.args ]] && mapfile -t extra <"$DIR/apiserver.args"
+    # The defaults, as --flag=value; a flag given with --apiserver-arg
+    # replaces its default (list flags such as --authorization-mode would
+    # otherwise add up).
+    for a in --etcd-servers="http://127.0.0.1:$ep" \
+        --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$ap" \
+        --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+        --client-ca-file="$PKI/ca.crt" \
+        --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+        --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+        --kubelet-certificate-authority="$PKI/ca.crt" \
+        --service-account-issuer=https://kubernetes.default.svc \
+        --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+        --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none \
+        --authorization-mode=RBAC --profiling=false --v="${PETREL_K8S_VERBOSITY:-1}"; do
+        printf '%s\n' "${extra[@]}" | grep -q -- "^${a%%=*}=" || args+=("$a")
+    done
+    setsid "$APISERVER" "${args[@]}" "${extra[@]}" </dev/null >>"$DIR/logs/kube-apiserver.log" 2>&1 &
     echo $! >"$DIR/kube-apiserver.pid"
 }
 
@@ -296,8 +214,13 @@ cmd_start() {
         -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -subj "/CN=petrel-test-ca" \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
     sign apiserver "/CN=kube-apiserver" \
-        "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+        "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc${SANS:+,$SANS}"
+    if ((${#APISERVER_ARGS[@]})); then
+        printf '%s\n' "${APISERVER_ARGS[@]}" >"$DIR/apiserver.args"
+    fi
     sign admin "/O=system:masters/CN=petrel-admin"
+    # The API server's client certificate towards kubelets (logs, exec).
+    sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
     openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
 
@@ -342,6 +265,15 @@ cmd_start() {
     echo "$DIR/admin.kubeconfig"
 }
 
+cmd_serving_cert() {
+    [[ -f $DIR/admin.kubeconfig ]] || die "no control plane in $DIR (run: $0 start)"
+    local name=$1 san=$2
+    [[ $name =~ ^[A-Za-z0-9._-]+$ ]] || die "invalid certificate name $name"
+    [[ $san =~ ^[A-Za-z0-9:.,_-]+$ ]] || die "invalid subject alternative names $san"
+    sign "$name" "/CN=$name" "$san"
+    echo "$PKI/$name.crt"
+}
+
 cmd_env() {
     [[ -f $DIR/admin.kubeconfig ]] || die "no control plane in $DIR (run: $0 start)"
     echo "export KUBECONFIG=$DIR/admin.kubeconfig"
@@ -367,10 +299,12 @@ cmd_user() {
 }
 
 cmd=${1:-}
-[[ -n $cmd ]] || die "usage: $0 start|stop|env|user|build|kubectl [--dir DIR] ..."
+[[ -n $cmd ]] || die "usage: $0 start|stop|env|user|serving-cert|apiserver|build|kubectl [--dir DIR] ..."
 shift
 DIR=${TMPDIR:-/tmp}/petrel-k8s
 ARGS=()
+APISERVER_ARGS=()
+SANS=""
 while (($#)); do
     case $1 in
         --dir) DIR=$2; shift 2 ;;
@@ -379,6 +313,10 @@ while (($#)); do
         --apiserver-port) APISERVER_PORT=$2; shift 2 ;;
         --watch-pid) WATCH_PID=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --san) SANS=$2; shift 2 ;;
+        --apiserver-arg) APISERVER_ARGS+=("$2"); shift 2 ;;
+        --apiserver-arg=*) APISERVER_ARGS+=("${1#--apiserver-arg=}"); shift ;;
+        --server) SERVER=$2; shift 2 ;;
         *) ARGS+=("$1"); shift ;;
     esac
 done
@@ -391,7 +329,8 @@ case $cmd in
     env) cmd_env ;;
     user) ((${#ARGS[@]})) || die "usage: $0 user NAME [GROUP...]"; cmd_user "${ARGS[@]}" ;;
     apiserver) cmd_apiserver "${ARGS[@]}" ;;
+    serving-cert) ((${#ARGS[@]} == 2)) || die "usage: $0 serving-cert NAME SAN,..."; cmd_serving_cert "${ARGS[@]}" ;;
     build) cmd_build ;;
     kubectl) kubectl_cmd ;;
-    *) die "unknown command $cmd (start|stop|env|user|apiserver|build|kubectl)" ;;
+    *) die "unknown command $cmd (start|stop|env|user|serving-cert|apiserver|build|kubectl)" ;;
 esac

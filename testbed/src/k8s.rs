@@ -88,16 +88,35 @@ fn static_port_range() -> (u16, u16) {
 }
 
 fn run_script(args: &[&str]) -> anyhow::Result<Output> {
+    run_bash(&script(), args)
+}
+
+/// Runs `bash SCRIPT ARGS` and returns its output.
+pub(crate) fn run_bash(script: &Path, args: &[&str]) -> anyhow::Result<Output> {
     Command::new("bash")
-        .arg(script())
+        .arg(script)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("running {} {}", script().display(), args.join(" ")))
+        .with_context(|| format!("running {} {}", script.display(), args.join(" ")))
+}
+
+/// Runs `bash SCRIPT ARGS` from a `Drop`: a failure is printed, not returned.
+pub(crate) fn run_bash_on_drop(script: &Path, args: &[&str]) {
+    let name = script.file_name().unwrap_or_default().to_string_lossy();
+    match run_bash(script, args) {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => eprintln!(
+            "{name} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ),
+        Err(e) => eprintln!("{name} {}: {e:#}", args.join(" ")),
+    }
 }
 
 /// The last `n` lines of a log file, for error messages.
-fn log_tail(path: &Path, n: usize) -> String {
+pub(crate) fn log_tail(path: &Path, n: usize) -> String {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let lines: Vec<&str> = text.lines().collect();
@@ -233,28 +252,7 @@ impl ControlPlane {
         args: &[&str],
         stdin: Option<&str>,
     ) -> anyhow::Result<Output> {
-        let mut cmd = Command::new(&self.kubectl);
-        cmd.arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            });
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", self.kubectl.display()))?;
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().context("kubectl stdin")?;
-            pipe.write_all(input.as_bytes())
-                .context("writing kubectl's stdin")?;
-        }
-        child
-            .wait_with_output()
-            .with_context(|| format!("waiting for kubectl {}", args.join(" ")))
+        run_kubectl(&self.kubectl, kubeconfig, args, stdin)
     }
 
     /// Writes a kubeconfig for a client-certificate user `name` in `groups`
@@ -350,7 +348,41 @@ impl ControlPlane {
     pub fn stop(self) {}
 }
 
-fn checked(args: &[&str], out: Output) -> anyhow::Result<String> {
+/// Runs `kubectl --kubeconfig KUBECONFIG ARGS` with `stdin` (if any) as its
+/// standard input and returns its output whatever the exit status.
+pub(crate) fn run_kubectl(
+    kubectl: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> anyhow::Result<Output> {
+    let mut cmd = Command::new(kubectl);
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", kubectl.display()))?;
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().context("kubectl stdin")?;
+        pipe.write_all(input.as_bytes())
+            .context("writing kubectl's stdin")?;
+    }
+    child
+        .wait_with_output()
+        .with_context(|| format!("waiting for kubectl {}", args.join(" ")))
+}
+
+/// `Ok(stdout)` when kubectl succeeded, else an error with the command and
+/// its stderr.
+pub(crate) fn checked(args: &[&str], out: Output) -> anyhow::Result<String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -376,14 +408,7 @@ pub fn kubectl_path() -> anyhow::Result<PathBuf> {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         let dir = self.dir.to_string_lossy().into_owned();
-        match run_script(&["stop", "--dir", &dir]) {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "controlplane.sh stop --dir {dir}: {}",
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            ),
-            Err(e) => eprintln!("controlplane.sh stop --dir {dir}: {e:#}"),
-        }
+        run_bash_on_drop(&script(), &["stop", "--dir", &dir]);
     }
 }
 
