@@ -12,6 +12,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("petrel-crd", &[]),
     ("petrel-dataplane", &[]),
     ("petrel-proto", &[]),
+    ("petrel-bfd", &[]),
     ("petrel-bgp", &["petrel-crd"]),
     ("petrel-ipam", &["petrel-crd"]),
     ("petrel-services", &["petrel-crd"]),
