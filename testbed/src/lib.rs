@@ -23,6 +23,7 @@
 
 pub mod apiproxy;
 pub mod bench_daemons;
+pub mod clab_keys;
 pub mod cni;
 pub mod daemon;
 pub mod k8s;
