@@ -24,6 +24,7 @@
 pub mod apiproxy;
 pub mod bench_daemons;
 pub mod cluster;
+pub mod clab_keys;
 pub mod cni;
 pub mod daemon;
 pub mod k8s;

@@ -11,9 +11,10 @@
 //!     - endpoints: ["petrel:eth1", "bird:eth1"]
 //! ```
 //!
-//! Paths in `config` are relative to the topology file. Unknown keys (for
-//! example containerlab's `image` or `binds`) are accepted and ignored, so the
-//! same file can also be deployed by containerlab.
+//! Paths in `config` are relative to the topology file. A `kind: linux` node
+//! whose `image` is one of petrel's lab images gets its daemon and `config`
+//! from `image` and `binds` ([`crate::clab_keys`]), so the same file also
+//! deploys under containerlab; other unknown keys are ignored.
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -70,6 +71,12 @@ pub struct NodeSpec {
     /// e.g. `PETREL_KEEP_ROUTES_ON_EXIT: "true"`.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// containerlab's container image ([`crate::clab_keys`]).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// containerlab's bind mounts `host:container[:options]` ([`crate::clab_keys`]).
+    #[serde(default)]
+    pub binds: Vec<String>,
 }
 
 /// A petrel node's datastore.
@@ -139,7 +146,10 @@ impl Topology {
 
     /// Parses and validates topology text (`base_dir` is left empty).
     pub fn parse(text: &str) -> anyhow::Result<Topology> {
-        let topo: Topology = serde_saphyr::from_str(text).context("invalid topology YAML")?;
+        let mut topo: Topology = serde_saphyr::from_str(text).context("invalid topology YAML")?;
+        for (name, spec) in &mut topo.topology.nodes {
+            crate::clab_keys::normalize(name, spec)?;
+        }
         topo.validate()?;
         Ok(topo)
     }
