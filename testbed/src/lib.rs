@@ -23,8 +23,8 @@
 
 pub mod apiproxy;
 pub mod bench_daemons;
-pub mod cluster;
 pub mod clab_keys;
+pub mod cluster;
 pub mod cni;
 pub mod daemon;
 pub mod k8s;
