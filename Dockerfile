@@ -13,8 +13,9 @@
 # testbed/images/build.sh petrel does that, on a local Debian base image.
 # The base images are build arguments: RUST_IMAGE (to build) and
 # RUNTIME_IMAGE (a Debian or Ubuntu image to run). The runtime needs /bin/sh,
-# cp and mv (the install-cni init container), ip (iproute2), ping and CA
-# certificates; they are installed when the base lacks them.
+# cp and mv (the install-cni init container), ip (iproute2), ping, sysctl
+# (procps, for lab topologies' exec lines) and CA certificates; they are
+# installed when the base lacks them.
 #
 # The default target needs BuildKit (Docker's default builder since 23.0;
 # DOCKER_BUILDKIT=1 on older engines): the legacy builder builds every stage
@@ -26,7 +27,7 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUNTIME_IMAGE} AS runtime
 RUN set -eu; \
     missing=""; \
-    for p in ca-certificates iproute2 iputils-ping; do \
+    for p in ca-certificates iproute2 iputils-ping procps; do \
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"; \
     done; \
     if [ -n "$missing" ]; then \

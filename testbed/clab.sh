@@ -52,11 +52,12 @@ containers() {
 
 # The topology containerlab deploys: TOPO named NAME, relative bind paths
 # made absolute (relative to TOPO's directory, as containerlab reads them), in
-# $CLAB_LABDIR_BASE. containerlab 0.60's destroy finds a lab by the name in
+# $CLAB_LABDIR_BASE, with the directories binds from __clabDir__/ need (the
+# lab's directory is $CLAB_LABDIR_BASE/clab-NAME). containerlab 0.60's destroy finds a lab by the name in
 # its topology file, not by --name, so a lab named otherwise needs this copy.
 LAB_TOPOLOGY=$(cat <<'PY'
 import os, sys, yaml
-src, name, out = sys.argv[1:4]
+src, name, out, labdir = sys.argv[1:5]
 base = os.path.dirname(os.path.abspath(src))
 with open(src) as f:
     doc = yaml.safe_load(f)
@@ -66,6 +67,10 @@ def absolute(bind):
     host, sep, rest = bind.partition(":")
     if sep and not host.startswith(("/", "~", "__clab")):
         host = os.path.normpath(os.path.join(base, host))
+    if host.startswith("__clabDir__/"):
+        # containerlab checks that bind sources exist: make the lab
+        # directory's (e.g. an IPAM directory its nodes share).
+        os.makedirs(os.path.join(labdir, host[len("__clabDir__/"):]), exist_ok=True)
     return host + sep + rest
 for section in [topo.get("defaults")] + list((topo.get("kinds") or {}).values()) \
         + list((topo.get("nodes") or {}).values()):
@@ -81,7 +86,7 @@ PY
 lab_topology() {
     mkdir -p "$CLAB_LABDIR_BASE"
     LAB_TOPO=$CLAB_LABDIR_BASE/$NAME.clab.yaml
-    python3 -c "$LAB_TOPOLOGY" "$TOPO" "$NAME" "$LAB_TOPO"
+    python3 -c "$LAB_TOPOLOGY" "$TOPO" "$NAME" "$LAB_TOPO" "$CLAB_LABDIR_BASE/clab-$NAME"
 }
 
 # The BGP daemon a container runs (petrel, frr, bird, gobgp), found by its CLI.

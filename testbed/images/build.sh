@@ -6,7 +6,8 @@
 #
 #   base    petrel-base:<codename>: Debian (the host's release) made with
 #           `debootstrap --variant=minbase` from the apt mirror the host uses,
-#           plus ca-certificates, iproute2 and iputils-ping, `docker import`ed.
+#           plus ca-certificates, iproute2, iputils-ping and procps (`sysctl` in
+#           topologies' exec lines), `docker import`ed.
 #           The root filesystem tarball is cached in
 #           $PETREL_CACHE/images/, named by a hash of its inputs (release,
 #           apt sources, packages, this recipe), so it is made once (about
@@ -36,7 +37,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=${PETREL_CACHE:-/var/cache/petrel}/images
 # Bump when the base recipe below changes in a way its inputs do not show.
 BASE_RECIPE=4
-BASE_PACKAGES=ca-certificates,iproute2,iputils-ping
+BASE_PACKAGES=ca-certificates,iproute2,iputils-ping,procps
 CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 BASE_IMAGE=petrel-base:$CODENAME
 DOCKER=${DOCKER:-docker}

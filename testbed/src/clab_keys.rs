@@ -17,7 +17,11 @@
 //! [`IMAGES`]), and its configuration is the host side of the bind to the
 //! path where that image's daemon reads it. The older `kind: <daemon>` with
 //! `config:` still works here (but not under containerlab). A petrel node's
-//! `env` `PETREL_DATASTORE: kubernetes` selects the Kubernetes datastore.
+//! `env` `PETREL_DATASTORE: kubernetes` selects the Kubernetes datastore,
+//! and a bind `__clabDir__/<dir>:/var/lib/petrel/ipam` ([`PETREL_IPAM_DIR`])
+//! gives it the IPAM directory `<lab directory>/<dir>` in both runners: the
+//! nodes that bind the same one share their IPAM store, as agents on one host
+//! or on a shared filesystem do.
 //! Other keys (`cmd`, `exec`, other binds) mean the same in both runners or
 //! only matter to containerlab.
 
@@ -34,6 +38,12 @@ pub const IMAGES: &[(&str, Kind, &str)] = &[
     ("petrel-frr", Kind::Frr, "/etc/frr/frr.conf"),
     ("petrel-gobgp", Kind::Gobgp, "/etc/gobgp/gobgp.toml"),
 ];
+
+/// Where petrel's image keeps IPAM state (`petrel agent --ipam-dir`).
+pub const PETREL_IPAM_DIR: &str = "/var/lib/petrel/ipam";
+
+/// containerlab's variable for the lab's directory, in binds.
+const CLAB_DIR: &str = "__clabDir__";
 
 /// The repository name of an image reference: `registry:5000/team/petrel-frr:dev`
 /// and `petrel-frr@sha256:...` both give `petrel-frr`.
@@ -64,6 +74,9 @@ pub fn normalize(name: &str, spec: &mut NodeSpec) -> anyhow::Result<()> {
         bail!("node {name:?}: image {image} takes its configuration from `binds`, not `config`");
     }
     spec.kind = kind;
+    if kind == Kind::Petrel {
+        spec.ipam_dir = ipam_dir(name, &spec.binds)?;
+    }
     if kind == Kind::Petrel
         && spec.env.get("PETREL_DATASTORE").map(String::as_str) == Some("kubernetes")
     {
@@ -88,6 +101,28 @@ pub fn normalize(name: &str, spec: &mut NodeSpec) -> anyhow::Result<()> {
     }
     spec.config = Some(PathBuf::from(host));
     Ok(())
+}
+
+/// A petrel node's IPAM directory relative to the lab's directory, from its
+/// bind `__clabDir__/<dir>:/var/lib/petrel/ipam`, if it has one.
+fn ipam_dir(name: &str, binds: &[String]) -> anyhow::Result<Option<PathBuf>> {
+    let Some((host, _)) = binds
+        .iter()
+        .filter_map(|b| split_bind(b))
+        .find(|(_, container)| *container == PETREL_IPAM_DIR)
+    else {
+        return Ok(None);
+    };
+    let rel = host
+        .strip_prefix(CLAB_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .filter(|r| !r.is_empty() && !r.split('/').any(|c| c == ".." || c.is_empty()))
+        .with_context(|| {
+            format!(
+                "node {name:?}: the IPAM bind {host:?} must be {CLAB_DIR}/<dir> (the lab's directory, shared by its nodes)"
+            )
+        })?;
+    Ok(Some(PathBuf::from(rel)))
 }
 
 #[cfg(test)]
@@ -145,6 +180,31 @@ topology:
         );
         let err = format!("{:#}", Topology::parse(&bad).unwrap_err());
         assert!(err.contains("not `config`"), "{err}");
+    }
+
+    #[test]
+    fn a_clab_dir_bind_gives_the_shared_ipam_dir() {
+        let t = Topology::parse(CLAB).unwrap();
+        assert_eq!(t.topology.nodes["p"].ipam_dir, None);
+        let shared = CLAB.replace(
+            "binds: [petrel:/etc/petrel/manifests/:ro]",
+            "binds: [petrel:/etc/petrel/manifests/:ro, __clabDir__/ipam:/var/lib/petrel/ipam]",
+        );
+        let t = Topology::parse(&shared).unwrap();
+        assert_eq!(
+            t.topology.nodes["p"].ipam_dir.as_deref(),
+            Some("ipam".as_ref())
+        );
+        for host in ["/srv/ipam", "__clabDir__/../x", "__clabDir__/"] {
+            let bad = CLAB.replace(
+                "binds: [petrel:/etc/petrel/manifests/:ro]",
+                &format!(
+                    "binds: [petrel:/etc/petrel/manifests/:ro, \"{host}:/var/lib/petrel/ipam\"]"
+                ),
+            );
+            let err = format!("{:#}", Topology::parse(&bad).unwrap_err());
+            assert!(err.contains("must be __clabDir__/<dir>"), "{host}: {err}");
+        }
     }
 
     #[test]

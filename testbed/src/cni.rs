@@ -3,7 +3,8 @@
 //!
 //! A pod is a network namespace named inside the lab's scheme
 //! (`<lab prefix>-<node>-pod<n>`, so [`crate::Lab`]'s cleanup and `testbed
-//! cleanup` remove leftovers). Each plugin of the chain runs *inside the
+//! cleanup` remove leftovers). [`Cni::in_netns`] does the same for any named
+//! namespace, e.g. a containerlab container's (`ip netns attach`). Each plugin of the chain runs *inside the
 //! node's namespace* (`ip netns exec <node-ns> <plugin>`), with the plugin's
 //! configuration on stdin (`name`, `cniVersion` and `prevResult` injected) and
 //! `CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS=/var/run/netns/<pod>`,
@@ -33,6 +34,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::fmt;
 use std::io::{Read, Write};
+use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -75,7 +77,8 @@ pub fn default_cni_path() -> Vec<PathBuf> {
 /// A network configuration list and where and how to run it.
 #[derive(Clone)]
 pub struct Cni<'a> {
-    lab: &'a Lab,
+    /// Pods' namespaces are named `<prefix>-<node>-pod<n>`.
+    prefix: String,
     node: String,
     node_netns: String,
     name: String,
@@ -83,12 +86,25 @@ pub struct Cni<'a> {
     plugins: Vec<Value>,
     cni_path: Vec<PathBuf>,
     ifname: String,
+    lab: PhantomData<&'a Lab>,
 }
 
 impl<'a> Cni<'a> {
     /// A runner for `conf` (a `.conflist`, or a single-plugin `.conf`, as
     /// JSON text) on `node`, with [`default_cni_path`] and interface `eth0`.
     pub fn new(lab: &'a Lab, node: &str, conf: &str) -> anyhow::Result<Cni<'a>> {
+        Cni::in_netns(lab.prefix(), node, &lab.netns(node)?, conf)
+    }
+
+    /// A runner for `conf` whose plugins run in the named network namespace
+    /// `node_netns` (`/var/run/netns/<node_netns>`), for the node `node`;
+    /// pods' namespaces are named `<prefix>-<node>-pod<n>`.
+    pub fn in_netns(
+        prefix: &str,
+        node: &str,
+        node_netns: &str,
+        conf: &str,
+    ) -> anyhow::Result<Cni<'a>> {
         let v: Value = serde_json::from_str(conf).context("CNI network configuration")?;
         let name = v
             .get("name")
@@ -111,14 +127,15 @@ impl<'a> Cni<'a> {
             }
         }
         Ok(Cni {
-            lab,
+            prefix: prefix.to_string(),
             node: node.to_string(),
-            node_netns: lab.netns(node)?,
+            node_netns: node_netns.to_string(),
             name,
             cni_version,
             plugins,
             cni_path: default_cni_path(),
             ifname: "eth0".into(),
+            lab: PhantomData,
         })
     }
 
@@ -170,7 +187,7 @@ impl<'a> Cni<'a> {
     pub fn add(&self) -> anyhow::Result<Pod<'a>> {
         let n = POD_COUNTER.fetch_add(1, Ordering::SeqCst);
         let pod_name = format!("pod{n}");
-        let netns = format!("{}-{}-{pod_name}", self.lab.prefix(), self.node);
+        let netns = format!("{}-{}-{pod_name}", self.prefix, self.node);
         let mut c = Command::new("ip");
         c.args(["netns", "add", &netns]);
         run(c).with_context(|| format!("creating pod namespace {netns}"))?;

@@ -9,7 +9,7 @@
 //! | bird   | `bird -f -c <rundir>/bird.conf -s <rundir>/bird.ctl -P <rundir>/bird.pid` |
 //! | frr    | `zebra` then `bgpd`, each `-P 0 -f <rundir>/<daemon>.conf --vty_socket <rundir> -i <rundir>/<daemon>.pid -z <rundir>/zserv.api --log stdout` |
 //! | gobgp  | `gobgpd -f <rundir>/gobgp.toml --api-hosts 127.0.0.1:50051 --pprof-disable -p` |
-//! | petrel | `petrel agent --node-name <node> --datastore file:<rundir>/manifests --api-socket <rundir>/<node>.sock` |
+//! | petrel | `petrel agent --node-name <node> --datastore file:<rundir>/manifests --api-socket <rundir>/<node>.sock [--ipam-dir <labdir>/<dir>]` |
 //!
 //! FRR runs with zebra (as user `frr`, so its runtime directory is chowned):
 //! without zebra, bgpd cannot map an IPv6 link-local next hop to an interface
@@ -39,6 +39,8 @@ pub struct DaemonPaths {
     pub rundir: PathBuf,
     /// Environment of the node's daemons (the topology's `env`).
     pub env: std::collections::BTreeMap<String, String>,
+    /// petrel nodes: `--ipam-dir` (default: the agent's, `<manifests>/ipam`).
+    pub ipam_dir: Option<PathBuf>,
 }
 
 impl DaemonPaths {
@@ -116,9 +118,8 @@ impl DaemonPaths {
                     "-p".into(),
                 ],
             )),
-            Kind::Petrel => lines.push((
-                petrel_bin()?,
-                vec![
+            Kind::Petrel => {
+                let mut args = vec![
                     "agent".into(),
                     "--node-name".into(),
                     self.node.clone(),
@@ -126,8 +127,12 @@ impl DaemonPaths {
                     format!("file:{}", self.manifests().display()),
                     "--api-socket".into(),
                     path_arg(&self.petrel_socket()),
-                ],
-            )),
+                ];
+                if let Some(dir) = &self.ipam_dir {
+                    args.extend(["--ipam-dir".into(), path_arg(dir)]);
+                }
+                lines.push((petrel_bin()?, args));
+            }
         }
         Ok(lines
             .into_iter()

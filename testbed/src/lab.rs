@@ -108,6 +108,7 @@ impl Lab {
                 netns,
                 rundir: self.root.join(name),
                 env: spec.env.clone(),
+                ipam_dir: spec.ipam_dir.as_ref().map(|d| self.root.join(d)),
             };
             std::fs::create_dir_all(&paths.rundir)?;
             if let (Some(src), Some(dst)) = (self.topo.config_path(name), paths.config_copy()) {
@@ -677,6 +678,7 @@ mod tests {
             netns: "pt1x0-r1".into(),
             rundir: "/tmp/pt1x0/r1".into(),
             env: Default::default(),
+            ipam_dir: None,
         };
         assert_eq!(
             substitute("s {{rundir}}/x {{node}} {{netns}} {{labdir}}/ipam", &p),

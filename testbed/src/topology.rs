@@ -77,6 +77,11 @@ pub struct NodeSpec {
     /// containerlab's bind mounts `host:container[:options]` ([`crate::clab_keys`]).
     #[serde(default)]
     pub binds: Vec<String>,
+    /// petrel nodes: the IPAM directory relative to the lab's directory, from
+    /// a bind `__clabDir__/<dir>:/var/lib/petrel/ipam` ([`crate::clab_keys`]);
+    /// nodes with the same one share their IPAM store.
+    #[serde(skip)]
+    pub ipam_dir: Option<PathBuf>,
 }
 
 /// A petrel node's datastore.

@@ -20,8 +20,13 @@ pub struct Capture {
 
 impl Capture {
     pub fn start(lab: &Lab, node: &str, iface: &str) -> anyhow::Result<Capture> {
+        Capture::start_in(&lab.netns(node)?, iface)
+    }
+
+    /// [`Capture::start`] in any named network namespace.
+    pub fn start_in(netns: &str, iface: &str) -> anyhow::Result<Capture> {
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &lab.netns(node)?])
+            .args(["netns", "exec", netns])
             .args([
                 "tcpdump",
                 "-i",
@@ -65,7 +70,7 @@ impl Capture {
                 Ok(line) => seen.push(line),
                 Err(_) => {
                     capture.kill();
-                    bail!("tcpdump on {node}:{iface} did not start: {seen:?}");
+                    bail!("tcpdump on {netns}:{iface} did not start: {seen:?}");
                 }
             }
         }
