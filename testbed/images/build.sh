@@ -185,7 +185,7 @@ build_petrel() {
         # BuildKit: the legacy builder would build the `prebuilt` stage too.
         DOCKER_BUILDKIT=1 $DOCKER build -q --network host --build-arg "RUNTIME_IMAGE=$BASE_IMAGE" \
             -t petrel:dev "$ROOT" >/dev/null
-        $DOCKER run --rm --network none petrel:dev --version >&2
+        check_petrel
         return
     fi
     if [[ -z $bin_dir ]]; then
@@ -214,7 +214,14 @@ build_petrel() {
     [[ -z $EXTERNAL_BASE ]] || network=host
     $DOCKER build -q --network "$network" --target prebuilt --build-arg "RUNTIME_IMAGE=$BASE_IMAGE" \
         -f "$ROOT/Dockerfile" -t petrel:dev "$ctx" >/dev/null
+    check_petrel
+}
+
+# The image runs: the version, and the agent's usage (as the DaemonSet runs it).
+check_petrel() {
     $DOCKER run --rm --network none petrel:dev --version >&2
+    $DOCKER run --rm --network none petrel:dev agent --help >/dev/null ||
+        die "petrel:dev: \`petrel agent --help\` failed"
 }
 
 what=${1:-}
