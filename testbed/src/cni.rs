@@ -74,6 +74,22 @@ pub fn default_cni_path() -> Vec<PathBuf> {
     dirs
 }
 
+/// The network configuration list a runtime uses on a petrel node (the one
+/// `petrel agent --cni-conf-dir` writes): the reference `ptp` plugin,
+/// delegating to `petrel-ipam` on the agent's API socket `socket`.
+pub fn petrel_conflist(socket: &Path) -> String {
+    json!({
+        "cniVersion": "1.0.0",
+        "name": "petrel",
+        "plugins": [{
+            "type": "ptp",
+            "ipMasq": false,
+            "ipam": {"type": "petrel-ipam", "socket": socket.display().to_string()},
+        }],
+    })
+    .to_string()
+}
+
 /// A network configuration list and where and how to run it.
 #[derive(Clone)]
 pub struct Cni<'a> {

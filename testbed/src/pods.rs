@@ -3,24 +3,14 @@
 //! container runtime runs them), then a ping from each pod to every pod on
 //! the other nodes, over IPv4 and IPv6, and the routers' view of the blocks.
 
-use petrel_testbed::cni::{Cni, Pod};
+use petrel_testbed::cni::{Cni, Pod, petrel_conflist};
 use petrel_testbed::{Kind, Lab, wait_for};
 use std::net::IpAddr;
 use std::time::Duration;
 
 /// The conflist `petrel agent --cni-conf-dir` writes, for `node`'s agent.
 fn conflist(lab: &Lab, node: &str) -> anyhow::Result<String> {
-    let socket = lab.api_socket(node)?;
-    Ok(serde_json::json!({
-        "cniVersion": "1.0.0",
-        "name": "petrel",
-        "plugins": [{
-            "type": "ptp",
-            "ipMasq": false,
-            "ipam": {"type": "petrel-ipam", "socket": socket.display().to_string()},
-        }],
-    })
-    .to_string())
+    Ok(petrel_conflist(&lab.api_socket(node)?))
 }
 
 /// Creates the pods, prints them, pings across nodes; fails on a lost ping.

@@ -14,8 +14,8 @@
 mod common;
 
 use anyhow::{Context, ensure};
-use petrel_testbed::cni::Cni;
 use petrel_testbed::cni::capture::{Capture, IcmpKind, Packet};
+use petrel_testbed::cni::{Cni, petrel_conflist};
 use petrel_testbed::{is_root, wait_for};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -210,20 +210,11 @@ fn pods_under_containerlab() {
         let ns = lab.attach(node).unwrap();
         // petrel-ipam runs on the host, in the container's network namespace;
         // it reaches the agent's socket through the container's root.
-        let socket = format!(
+        let socket = PathBuf::from(format!(
             "/proc/{}/root/run/petrel/petrel.sock",
             lab.pid(node).unwrap()
-        );
-        let conf = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": "petrel",
-            "plugins": [{
-                "type": "ptp",
-                "ipMasq": false,
-                "ipam": {"type": "petrel-ipam", "socket": socket},
-            }],
-        })
-        .to_string();
+        ));
+        let conf = petrel_conflist(&socket);
         cnis.push(Cni::in_netns(&lab.name, node, &ns, &conf).unwrap());
     }
     let tor = lab.attach("tor").unwrap();

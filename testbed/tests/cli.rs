@@ -18,7 +18,7 @@ mod common;
 
 use common::petrel::*;
 use common::*;
-use petrel_testbed::cni::Cni;
+use petrel_testbed::cni::{Cni, petrel_conflist};
 use petrel_testbed::daemon::petrel_bin;
 use petrel_testbed::{Lab, wait_for};
 use serde_json::Value;
@@ -212,16 +212,8 @@ fn cli_ipam_explain_routes() -> anyhow::Result<()> {
             let show = json(lab, "node1", "ipam show -o json")?;
             v4_block(&show, "node2").ok_or_else(|| anyhow::anyhow!("blocks: {}", show["blocks"]))
         })?;
-        let conf = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": "petrel",
-            "plugins": [{
-                "type": "ptp",
-                "ipMasq": false,
-                "ipam": {"type": "petrel-ipam", "socket": lab.api_socket("node2")?}
-            }]
-        });
-        let pod = Cni::new(lab, "node2", &conf.to_string())?.add()?;
+        let conf = petrel_conflist(&lab.api_socket("node2")?);
+        let pod = Cni::new(lab, "node2", &conf)?.add()?;
         let addr: IpAddr = pod
             .ipv4()
             .ok_or_else(|| anyhow::anyhow!("pod has no IPv4 address"))?

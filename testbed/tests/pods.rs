@@ -23,7 +23,7 @@ use common::PROPAGATE;
 use petrel_testbed::cni::capture::{Capture, IcmpKind, Packet};
 use petrel_testbed::cni::ipam::{IpamState, claim_time};
 use petrel_testbed::cni::{
-    CNI_ERR_TRY_AGAIN_LATER, Cni, CniError, IpPrefix, Pod, common_prefix_len,
+    CNI_ERR_TRY_AGAIN_LATER, Cni, CniError, IpPrefix, Pod, common_prefix_len, petrel_conflist,
 };
 use petrel_testbed::status::same_addr;
 use petrel_testbed::{Afi, Kind, Lab, is_root, wait_for};
@@ -562,16 +562,7 @@ fn text(r: anyhow::Result<String>) -> String {
 /// `ptp` plugin delegating to `petrel-ipam` on the node's agent socket (the
 /// same list the agent writes with `--cni-conf-dir`).
 fn petrel_cni<'a>(lab: &'a Lab, node: &str) -> anyhow::Result<Cni<'a>> {
-    let conf = serde_json::json!({
-        "cniVersion": "1.0.0",
-        "name": "petrel",
-        "plugins": [{
-            "type": "ptp",
-            "ipMasq": false,
-            "ipam": {"type": "petrel-ipam", "socket": lab.api_socket(node)?}
-        }]
-    });
-    Cni::new(lab, node, &conf.to_string())
+    Cni::new(lab, node, &petrel_conflist(&lab.api_socket(node)?))
 }
 
 fn ipam_state(lab: &Lab) -> anyhow::Result<IpamState> {
