@@ -263,3 +263,52 @@ async fn a_node_without_peers_converges_at_once() {
     s.check_converged(Instant::now());
     assert!(converged(&mut fib));
 }
+
+/// A node listening on 127.0.0.1:`port` only.
+fn loopback_listener(port: u16) -> NodeConfig {
+    let mut n = node(false, &[]);
+    n.ipv4_address = Some("127.0.0.1/8".parse().unwrap());
+    n.listen_port = port;
+    n
+}
+
+#[tokio::test]
+async fn a_listener_that_cannot_bind_is_retried() {
+    // Another socket holds the port for now.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = blocker.local_addr().unwrap();
+    let (mut s, _cmds, _fib) =
+        speaker(SpeakerOptions::default(), loopback_listener(addr.port())).await;
+    assert_eq!(s.listeners.addresses(), vec![]);
+    drop(blocker);
+    let now = Instant::now();
+    // Backoff: 1 s after the first failure.
+    s.listeners.retry(now).await;
+    assert_eq!(s.listeners.addresses(), vec![]);
+    s.listeners.retry(now + Duration::from_secs(1)).await;
+    assert_eq!(s.listeners.addresses(), vec![addr]);
+    // A configuration change that keeps it does not touch it.
+    s.apply_config(loopback_listener(addr.port())).await;
+    assert_eq!(s.listeners.addresses(), vec![addr]);
+}
+
+#[tokio::test]
+async fn a_moved_listener_is_closed_before_the_new_one_binds() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let (mut s, _cmds, _fib) = speaker(SpeakerOptions::default(), loopback_listener(port)).await;
+    let first = s.listeners.addresses();
+    assert_eq!(first.len(), 1);
+    // Move to another port and back: the old socket is gone each time, so
+    // the port is free again at once.
+    s.apply_config(loopback_listener(0)).await;
+    assert_eq!(s.listeners.addresses().len(), 1);
+    assert_ne!(s.listeners.addresses(), first);
+    assert!(
+        std::net::TcpListener::bind(first[0]).is_ok(),
+        "old listener closed"
+    );
+    s.apply_config(loopback_listener(port)).await;
+    assert_eq!(s.listeners.addresses(), first);
+}
