@@ -9,6 +9,9 @@
 //!   restarts with IPAM's first view delayed (the test hook
 //!   `PETREL_TEST_IPAM_START_DELAY_MS`); its End-of-RIB waits for its block,
 //!   so node1 (helper) never withdraws the block.
+//! - `restart_with_a_very_slow_ipam_view_holds_end_of_rib` (`pods`): the
+//!   same with IPAM slower than BGP's start-up wait: the session comes up
+//!   without the block and End-of-RIB is held until the block is sent.
 //!
 //! Run as root: `cargo test -p petrel-testbed --test lifecycle` (needs
 //! `target/debug/petrel`: `cargo build -p petrel --bins`, or `PETREL_BIN`).
@@ -129,6 +132,8 @@ const PODS_PEERS: usize = 6;
 /// The delay of node3's first IPAM view (below the 8 s restart time of the
 /// `pods` topology: node1 must still be helping when node3 is back).
 const IPAM_DELAY_MS: &str = "3000";
+/// Longer than BGP's start-up wait for IPAM (10 s).
+const VERY_SLOW_IPAM_DELAY_MS: &str = "13000";
 
 fn json(lab: &Lab, node: &str, args: &str) -> anyhow::Result<Value> {
     let out = lab.petrel(node, args)?;
@@ -148,72 +153,109 @@ fn v4_block(show: &Value, node: &str) -> Option<String> {
 #[test]
 fn restart_with_a_slow_ipam_view_keeps_the_block() {
     let lab = deploy("pods");
+    lab.check(|lab| restart_with_ipam_delay(lab, IPAM_DELAY_MS, false));
+}
+
+/// IPAM slower than BGP's start-up wait (10 s): the session comes up
+/// without the block, End-of-RIB is held until IPAM's view is in. node3's
+/// restart time is raised first so that node1 is still helping by then.
+#[test]
+fn restart_with_a_very_slow_ipam_view_holds_end_of_rib() {
+    let lab = deploy("pods");
     lab.check(|lab| {
-        wait_for(UP, "node1: sessions up", || {
-            let peers = lab.petrel_peers("node1")?;
-            let up = peers.iter().filter(|p| p.state == "Established").count();
-            anyhow::ensure!(up == PODS_PEERS, "{up} of {} Established", peers.len());
-            Ok(())
-        })?;
-        let node3_block = wait_for(UP, "node1 to see node3's block", || {
-            let show = json(lab, "node1", "ipam show -o json")?;
-            v4_block(&show, "node3").ok_or_else(|| anyhow::anyhow!("blocks: {}", show["blocks"]))
-        })?;
-        wait_for(PROPAGATE, "node1 to route node3's block", || {
-            let routes = json(lab, "node1", &format!("routes {node3_block} -o json"))?;
+        let conf = read_manifest(lab, "node3", "bgpconfiguration.yaml")?;
+        anyhow::ensure!(conf.contains("nodeMeshMaxRestartTime: 8s"), "{conf}");
+        let conf = conf.replace("nodeMeshMaxRestartTime: 8s", "nodeMeshMaxRestartTime: 60s");
+        write_manifest(lab, "node3", "bgpconfiguration.yaml", &conf)?;
+        // node3 resets its mesh sessions to announce the new restart time.
+        wait_for(PROPAGATE, "node3 to apply the restart time", || {
             anyhow::ensure!(
-                routes.as_array().is_some_and(|r| !r.is_empty()),
-                "{routes:#}"
+                lab.log("node3")
+                    .contains("configuration change needs a session reset"),
+                "no reset yet"
             );
             Ok(())
         })?;
-        let events = EventsChild::spawn(lab, "node1")?;
-        std::thread::sleep(Duration::from_millis(300)); // subscribed
-        lab.stop_node("node3")?;
-        lab.start_node_with_env(
-            "node3",
-            &[("PETREL_TEST_IPAM_START_DELAY_MS", IPAM_DELAY_MS)],
-        )?;
-        wait_for(PROPAGATE, "node1's session with node3 back", || {
-            let peers = json(lab, "node1", "peers -o json")?;
-            let up = peers.as_array().is_some_and(|p| {
-                p.iter()
-                    .any(|p| p["name"] == "mesh/node3" && p["state"] == "Established")
-            });
-            anyhow::ensure!(up, "{peers:#}");
-            Ok(())
-        })?;
-        // node3's End-of-RIB, then margin.
-        std::thread::sleep(Duration::from_secs(3));
-        let mut seen = Vec::new();
-        while let Ok(line) = events.lines.try_recv() {
-            let ev: Value = serde_json::from_str(&line)?;
-            anyhow::ensure!(
-                !(ev["type"] == "route"
-                    && ev["route"]["prefix"] == node3_block.as_str()
-                    && ev["route"]["withdrawn"] == true),
-                "node3's block was withdrawn during node3's restart:\n{}\n{line}\nnode3 log:\n{}",
-                seen.join("\n"),
-                petrel_testbed::lab::tail(&lab.log("node3"), 40)
-            );
-            seen.push(line);
-        }
-        anyhow::ensure!(
-            seen.iter().any(|l| l.contains("mesh/node3")),
-            "no session event of node3's restart reached node1"
-        );
+        restart_with_ipam_delay(lab, VERY_SLOW_IPAM_DELAY_MS, true)
+    });
+}
+
+/// Restarts node3 with its first IPAM view delayed by `delay_ms` and checks
+/// that node1 never withdraws node3's block. `held`: the session comes up
+/// before the view, so End-of-RIB must have been held.
+fn restart_with_ipam_delay(lab: &Lab, delay_ms: &str, held: bool) -> anyhow::Result<()> {
+    wait_for(UP, "node1: sessions up", || {
+        let peers = lab.petrel_peers("node1")?;
+        let up = peers.iter().filter(|p| p.state == "Established").count();
+        anyhow::ensure!(up == PODS_PEERS, "{up} of {} Established", peers.len());
+        Ok(())
+    })?;
+    let node3_block = wait_for(UP, "node1 to see node3's block", || {
+        let show = json(lab, "node1", "ipam show -o json")?;
+        v4_block(&show, "node3").ok_or_else(|| anyhow::anyhow!("blocks: {}", show["blocks"]))
+    })?;
+    wait_for(PROPAGATE, "node1 to route node3's block", || {
         let routes = json(lab, "node1", &format!("routes {node3_block} -o json"))?;
         anyhow::ensure!(
             routes.as_array().is_some_and(|r| !r.is_empty()),
-            "node1 lost node3's block: {routes:#}"
-        );
-        let log = lab.log("node3");
-        anyhow::ensure!(
-            log.contains("delaying the first read of the store"),
-            "the IPAM delay hook did not apply"
+            "{routes:#}"
         );
         Ok(())
-    });
+    })?;
+    let events = EventsChild::spawn(lab, "node1")?;
+    std::thread::sleep(Duration::from_millis(300)); // subscribed
+    lab.stop_node("node3")?;
+    let started = Instant::now();
+    lab.start_node_with_env("node3", &[("PETREL_TEST_IPAM_START_DELAY_MS", delay_ms)])?;
+    wait_for(PROPAGATE, "node1's session with node3 back", || {
+        let peers = json(lab, "node1", "peers -o json")?;
+        let up = peers.as_array().is_some_and(|p| {
+            p.iter()
+                .any(|p| p["name"] == "mesh/node3" && p["state"] == "Established")
+        });
+        anyhow::ensure!(up, "{peers:#}");
+        Ok(())
+    })?;
+    // Past the IPAM delay, then node3's End-of-RIB, with margin.
+    let delay = Duration::from_millis(delay_ms.parse()?);
+    std::thread::sleep(delay.saturating_sub(started.elapsed()) + Duration::from_secs(3));
+    let mut seen = Vec::new();
+    while let Ok(line) = events.lines.try_recv() {
+        let ev: Value = serde_json::from_str(&line)?;
+        anyhow::ensure!(
+            !(ev["type"] == "route"
+                && ev["route"]["prefix"] == node3_block.as_str()
+                && ev["route"]["withdrawn"] == true),
+            "node3's block was withdrawn during node3's restart:\n{}\n{line}\nnode3 log:\n{}",
+            seen.join("\n"),
+            petrel_testbed::lab::tail(&lab.log("node3"), 40)
+        );
+        seen.push(line);
+    }
+    anyhow::ensure!(
+        seen.iter().any(|l| l.contains("mesh/node3")),
+        "no session event of node3's restart reached node1"
+    );
+    let routes = json(lab, "node1", &format!("routes {node3_block} -o json"))?;
+    anyhow::ensure!(
+        routes.as_array().is_some_and(|r| !r.is_empty()),
+        "node1 lost node3's block: {routes:#}"
+    );
+    let log = lab.log("node3");
+    anyhow::ensure!(
+        log.contains("delaying the first read of the store"),
+        "the IPAM delay hook did not apply"
+    );
+    if held {
+        anyhow::ensure!(
+            log.contains("IPAM has not read this node's blocks yet; starting BGP")
+                && log.contains("End-of-RIB held until")
+                && log.contains("hold released hold=\"ipam\""),
+            "End-of-RIB was not held for IPAM:\n{}",
+            petrel_testbed::lab::tail(&log, 40)
+        );
+    }
+    Ok(())
 }
 
 /// `petrel events -o json` against a node, killed on drop; its stdout
