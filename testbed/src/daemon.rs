@@ -193,8 +193,14 @@ impl DaemonPaths {
     /// Starts the daemons (appending to the log); each child leads its own
     /// process group. Empty for `linux` nodes.
     pub fn spawn(&self) -> anyhow::Result<Vec<Child>> {
+        self.spawn_with_env(&[])
+    }
+
+    /// [`DaemonPaths::spawn`] with extra environment variables (test hooks).
+    pub fn spawn_with_env(&self, env: &[(&str, &str)]) -> anyhow::Result<Vec<Child>> {
         let mut children = Vec::new();
-        for cmd in self.commands()? {
+        for mut cmd in self.commands()? {
+            cmd.envs(env.iter().copied());
             children.push(self.spawn_logged(cmd)?);
             if self.kind == Kind::Frr && children.len() == 1 {
                 // Let zebra create its API socket before bgpd connects to it.

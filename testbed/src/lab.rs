@@ -368,6 +368,22 @@ impl Lab {
         self.run_daemon_commands(node)
     }
 
+    /// [`Lab::start_node`] with extra environment variables for the daemon
+    /// (test hooks such as `PETREL_TEST_IPAM_START_DELAY_MS`); file datastore
+    /// nodes only.
+    pub fn start_node_with_env(&self, node: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        if self.is_running(node)? {
+            bail!("node {node}: daemon is already running");
+        }
+        if self.is_kube_node(node) {
+            bail!("node {node}: start_node_with_env is for file datastore nodes");
+        }
+        let n = self.node(node)?;
+        *lock(&n.children) = n.paths.spawn_with_env(env)?;
+        self.wait_ready(node)?;
+        self.run_daemon_commands(node)
+    }
+
     /// [`Lab::stop_node`] then [`Lab::start_node`].
     pub fn restart_node(&self, node: &str) -> anyhow::Result<()> {
         self.stop_node(node)?;

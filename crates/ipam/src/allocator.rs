@@ -39,6 +39,10 @@ pub struct BlockView {
     pub local: Vec<LocalBlock>,
     /// Every node's blocks (this node's too), sorted by CIDR.
     pub all: Vec<OwnedBlock>,
+    /// The store has been read once (this node's blocks recovered, a
+    /// missing block claimed or tried): `local` is the node's real set, not
+    /// the empty start.
+    pub synced: bool,
 }
 
 /// One block in the status.
@@ -463,7 +467,11 @@ impl NodeIpam {
             })
             .collect();
         all.sort();
-        BlockView { local, all }
+        BlockView {
+            local,
+            all,
+            synced: false,
+        }
     }
 
     /// Every known block, for the status.

@@ -28,6 +28,8 @@ pub struct IpamOptions {
     pub resync_interval: Duration,
     /// How long a block must stay empty before it is released.
     pub empty_block_grace: Duration,
+    /// A delay before the store is first read (tests: a slow IPAM view).
+    pub start_delay: Duration,
 }
 
 impl Default for IpamOptions {
@@ -35,6 +37,7 @@ impl Default for IpamOptions {
         IpamOptions {
             resync_interval: Duration::from_millis(500),
             empty_block_grace: Duration::from_secs(60),
+            start_delay: Duration::ZERO,
         }
     }
 }
@@ -255,6 +258,11 @@ impl Task {
         mut config_rx: watch::Receiver<IpamConfig>,
     ) {
         self.apply_config(&config_rx.borrow_and_update().clone());
+        if !self.options.start_delay.is_zero() {
+            info!(delay = ?self.options.start_delay, "IPAM: delaying the first read of the store");
+            tokio::time::sleep(self.options.start_delay).await;
+            self.apply_config(&config_rx.borrow_and_update().clone());
+        }
         self.resync().await;
         let mut tick = tokio::time::interval(self.options.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -288,7 +296,8 @@ impl Task {
     }
 
     fn publish(&self) {
-        let view = self.ipam.view();
+        let mut view = self.ipam.view();
+        view.synced = self.recovered;
         self.view_tx.send_if_modified(|v| {
             if *v == view {
                 false

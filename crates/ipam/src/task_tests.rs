@@ -26,6 +26,7 @@ fn fast() -> IpamOptions {
     IpamOptions {
         resync_interval: Duration::from_millis(50),
         empty_block_grace: Duration::from_secs(3600),
+        ..Default::default()
     }
 }
 
@@ -232,6 +233,7 @@ async fn empty_blocks_are_released_after_the_grace_period() {
     let options = IpamOptions {
         resync_interval: Duration::from_millis(30),
         empty_block_grace: Duration::from_millis(200),
+        ..Default::default()
     };
     let a = start(
         dir.path(),
@@ -431,4 +433,25 @@ async fn stopped_task_reports_stopped() {
     let _ = a.join.await;
     let err = h.allocate("c", "eth0", attrs()).await.unwrap_err();
     assert!(matches!(err, IpamError::Stopped), "{err}");
+}
+
+#[tokio::test]
+async fn the_view_says_when_it_holds_the_nodes_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = IpamOptions {
+        start_delay: Duration::from_millis(300),
+        ..fast()
+    };
+    let a = start(
+        dir.path(),
+        "n1",
+        vec![pool("p", "10.15.0.0/24", 26)],
+        options,
+    );
+    let early = a.handle.blocks().borrow().clone();
+    assert!(!early.synced && early.local.is_empty(), "{early:?}");
+    // Synced comes with the claimed block, never before it.
+    let view = wait_view(&a.handle, |v| v.synced).await;
+    assert_eq!(view.local.len(), 1, "{view:?}");
+    a.stop().await;
 }

@@ -11,6 +11,9 @@
 mod export;
 mod graceful;
 mod import;
+mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 mod listener;
 mod nexthop;
 mod peers;
@@ -33,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use export::{NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED};
+pub use lifecycle::{END_OF_RIB_HOLD_IPAM, END_OF_RIB_HOLD_SERVICES, QUIET_PERIOD, SpeakerOptions};
 pub use peers::PeerEntry;
 pub use status::{
     AdjRibRoute, BestRoute, EventKind, PeerKind, PeerStatus, RestartPhase, RouteChange,
@@ -112,6 +116,12 @@ pub enum SpeakerMsg {
         advertise: Vec<IpNet>,
         withdraw: Vec<IpNet>,
     },
+    /// What this hold waited for is originated (see
+    /// [`SpeakerOptions::end_of_rib_holds`]): End-of-RIB may go out once no
+    /// hold is left. A pending configuration change is applied first.
+    ReleaseEndOfRib(String),
+    /// The addresses of the bound listeners.
+    Listeners(oneshot::Sender<Vec<SocketAddr>>),
 }
 
 /// Cloneable handle to the speaker task.
@@ -176,6 +186,21 @@ impl SpeakerHandle {
             })
             .await;
     }
+    /// Release an End-of-RIB hold (see [`SpeakerMsg::ReleaseEndOfRib`]).
+    pub async fn release_end_of_rib(&self, hold: &str) {
+        let _ = self
+            .tx
+            .send(SpeakerMsg::ReleaseEndOfRib(hold.to_string()))
+            .await;
+    }
+    /// The addresses the BGP listeners are bound to now.
+    pub async fn listeners(&self) -> Vec<SocketAddr> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(SpeakerMsg::Listeners(tx)).await.is_err() {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
     pub async fn routes(&self, family: Option<Family>) -> Vec<RouteStatus> {
         let (tx, rx) = oneshot::channel();
         if self
@@ -202,8 +227,9 @@ pub type FibChanges = Vec<(IpNet, Option<RouteTarget>)>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FibMsg {
     Changes(FibChanges),
-    /// Every established peer has sent End-of-RIB for every negotiated
-    /// family: routes adopted at start-up that are still unclaimed can go.
+    /// Every peer has converged (see [`SpeakerOptions`]), or the stale
+    /// timeout passed: routes adopted at start-up that are still unclaimed
+    /// can go.
     Converged,
 }
 
@@ -242,29 +268,23 @@ pub struct Speaker {
     /// (routes of a previous agent were in the kernel): until when OPENs
     /// carry the Restart State bit (RFC 4724 §4.1), at the latest.
     restarting: Option<std::time::Instant>,
+    /// When the wait for convergence ends even if some peers have not
+    /// converged (start + `stale_timeout`).
+    converge_deadline: std::time::Instant,
+    /// End-of-RIB holds not released yet, with when each ends anyway.
+    eor_holds: BTreeMap<String, std::time::Instant>,
 }
 
 impl Speaker {
-    /// Run the speaker until `shutdown` is cancelled or `config` closes. `fib` receives selected-route
-    /// changes for the dataplane, when one is attached.
-    ///
-    /// `restarting`: this agent restarts with its forwarding state (the
-    /// dataplane adopted routes of a previous agent); OPENs carry the
-    /// Restart State bit until every peer has sent End-of-RIB or for this
-    /// long at most.
-    pub fn spawn(
-        mut config: watch::Receiver<Option<NodeConfig>>,
+    /// A speaker that has no configuration yet; see [`SpeakerOptions`].
+    fn new(
+        tx: mpsc::Sender<SpeakerMsg>,
         fib: Option<mpsc::UnboundedSender<FibMsg>>,
-        shutdown: CancellationToken,
-        restarting: Option<std::time::Duration>,
-    ) -> (SpeakerHandle, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel(1024);
-        let (events, _) = tokio::sync::broadcast::channel(EVENT_BACKLOG);
-        let handle = SpeakerHandle {
-            tx: tx.clone(),
-            events: events.clone(),
-        };
-        let mut speaker = Speaker {
+        events: tokio::sync::broadcast::Sender<SpeakerEvent>,
+        options: &SpeakerOptions,
+    ) -> Self {
+        let now = std::time::Instant::now();
+        Speaker {
             node: None,
             peers: BTreeMap::new(),
             ids: HashMap::new(),
@@ -277,8 +297,31 @@ impl Speaker {
             converged: false,
             dynamic: Default::default(),
             events,
-            restarting: restarting.map(|d| std::time::Instant::now() + d),
+            restarting: options.restarting.map(|d| now + d),
+            converge_deadline: now + options.stale_timeout,
+            eor_holds: options
+                .end_of_rib_holds
+                .iter()
+                .map(|(name, max)| (name.clone(), now + *max))
+                .collect(),
+        }
+    }
+
+    /// Run the speaker until `shutdown` is cancelled or `config` closes. `fib` receives selected-route
+    /// changes for the dataplane, when one is attached. See [`SpeakerOptions`].
+    pub fn spawn(
+        mut config: watch::Receiver<Option<NodeConfig>>,
+        fib: Option<mpsc::UnboundedSender<FibMsg>>,
+        shutdown: CancellationToken,
+        options: SpeakerOptions,
+    ) -> (SpeakerHandle, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let (events, _) = tokio::sync::broadcast::channel(EVENT_BACKLOG);
+        let handle = SpeakerHandle {
+            tx: tx.clone(),
+            events: events.clone(),
         };
+        let mut speaker = Speaker::new(tx, fib, events, &options);
         let task = tokio::spawn(async move {
             let initial = config.borrow_and_update().clone();
             if let Some(c) = initial {
@@ -290,8 +333,11 @@ impl Speaker {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        speaker.graceful_tick(std::time::Instant::now());
+                        let now = std::time::Instant::now();
+                        speaker.graceful_tick(now);
                         speaker.flush();
+                        speaker.lifecycle_tick(now);
+                        speaker.listeners.retry(now).await;
                     }
                     changed = config.changed() => {
                         if changed.is_err() {
@@ -302,7 +348,19 @@ impl Speaker {
                             speaker.apply_config(c).await;
                         }
                     }
-                    Some(msg) = rx.recv() => speaker.handle(msg).await,
+                    Some(msg) = rx.recv() => {
+                        // What a released hold waited for may be in a
+                        // configuration not applied yet (IPAM's blocks).
+                        if matches!(msg, SpeakerMsg::ReleaseEndOfRib(_))
+                            && config.has_changed().unwrap_or(false)
+                        {
+                            let c = config.borrow_and_update().clone();
+                            if let Some(c) = c {
+                                speaker.apply_config(c).await;
+                            }
+                        }
+                        speaker.handle(msg).await
+                    }
                     _ = shutdown.cancelled() => break,
                 }
             }
@@ -337,9 +395,16 @@ impl Speaker {
                 advertise,
                 withdraw,
             } => self.originate_delta(advertise, withdraw),
+            SpeakerMsg::ReleaseEndOfRib(hold) => {
+                self.flush();
+                self.release_end_of_rib(&hold);
+            }
+            SpeakerMsg::Listeners(reply) => {
+                let _ = reply.send(self.listeners.addresses());
+            }
         }
         self.flush();
-        self.check_converged();
+        self.check_converged(std::time::Instant::now());
     }
 
     /// Push pending best-path changes to the peers and the dataplane.
@@ -362,30 +427,6 @@ impl Speaker {
                 })
                 .collect();
             let _ = fib.send(FibMsg::Changes(changes));
-        }
-    }
-
-    /// Signal convergence once every configured peer is established and has
-    /// sent End-of-RIB for all its families. As with the selection deferral
-    /// of RFC 4724 §4.1, routes of a peer that comes back later than another
-    /// must not be swept in between; a peer that never comes back is covered
-    /// by the dataplane's stale timer.
-    fn check_converged(&mut self) {
-        if self.converged || self.peers.is_empty() {
-            return;
-        }
-        let all = self.peers.values().all(|p| {
-            p.negotiated
-                .as_ref()
-                .is_some_and(|n| n.families.iter().all(|f| p.eor_received.contains(f)))
-        });
-        if all {
-            self.converged = true;
-            tracing::info!("End-of-RIB received from every configured peer: routing converged");
-            self.end_own_restart("End-of-RIB received from every peer");
-            if let Some(fib) = &self.fib {
-                let _ = fib.send(FibMsg::Converged);
-            }
         }
     }
 

@@ -1,24 +1,49 @@
 //! Listening sockets for incoming BGP connections (RFC 4271 §8: passive TCP
 //! open), with per-peer TCP MD5 keys (RFC 2385) installed on the listener.
+//!
+//! On a change of `listenPort` or `bindMode` the listeners that go are
+//! closed (their accept tasks awaited) before the new ones are bound, so a
+//! wildcard listener does not hold the port against a node-address one. A
+//! bind that fails anyway (the address not configured yet, the port taken by
+//! another process) is retried with a backoff of 1, 2, 4 … 30 s, for as long
+//! as the configuration asks for that listener.
 
 use super::SpeakerMsg;
 use petrel_datastore::resolved::{BindMode, NodeConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 struct Bound {
     socket: Arc<TcpListener>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// First delay before binding a failed listener again.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest delay between two attempts.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// A listener that could not be bound: when to try again, and the delay
+/// after that attempt.
+struct Pending {
+    at: Instant,
+    backoff: Duration,
+    attempts: u32,
+}
+
 /// The set of listening sockets, following `listenPort` and `bindMode`.
 #[derive(Default)]
 pub struct Listeners {
     bound: BTreeMap<SocketAddr, Bound>,
+    /// Wanted listeners not bound yet.
+    pending: BTreeMap<SocketAddr, Pending>,
+    /// Where accepted connections go (set by the first reconcile).
+    tx: Option<mpsc::Sender<SpeakerMsg>>,
     /// Peer address -> key currently installed on the listeners.
     keys: BTreeMap<IpAddr, String>,
 }
@@ -58,24 +83,59 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 impl Listeners {
-    /// Bind the listeners `node` asks for and close the others.
+    /// Bind the listeners `node` asks for and close the others (closed
+    /// first: see the module docs).
     pub async fn reconcile(&mut self, node: &NodeConfig, tx: mpsc::Sender<SpeakerMsg>) {
+        self.tx = Some(tx);
         let want = desired(node);
-        self.bound.retain(|addr, b| {
-            let keep = want.contains(addr);
-            if !keep {
+        let gone: Vec<SocketAddr> = self
+            .bound
+            .keys()
+            .filter(|a| !want.contains(a))
+            .copied()
+            .collect();
+        for addr in gone {
+            if let Some(b) = self.bound.remove(&addr) {
                 info!(%addr, "closing BGP listener");
                 b.task.abort();
+                // The accept task holds the socket: it is closed once the
+                // task is gone.
+                let _ = b.task.await;
+                drop(b.socket);
             }
-            keep
-        });
+        }
+        self.pending.retain(|addr, _| want.contains(addr));
+        let now = Instant::now();
         for addr in want {
-            if self.bound.contains_key(&addr) {
+            if self.bound.contains_key(&addr) || self.pending.contains_key(&addr) {
                 continue;
             }
+            self.pending.insert(
+                addr,
+                Pending {
+                    at: now,
+                    backoff: RETRY_FIRST,
+                    attempts: 0,
+                },
+            );
+        }
+        self.retry(now).await;
+    }
+
+    /// Try again to bind the listeners whose retry time has come.
+    pub async fn retry(&mut self, now: Instant) {
+        let Some(tx) = self.tx.clone() else { return };
+        let due: Vec<SocketAddr> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.at <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in due {
             match bind(addr) {
                 Ok(l) => {
-                    info!(%addr, "listening for BGP connections");
+                    let attempts = self.pending.remove(&addr).map_or(0, |p| p.attempts);
+                    info!(%addr, attempts = attempts + 1, "listening for BGP connections");
                     let socket = Arc::new(l);
                     for (peer, key) in &self.keys {
                         if peer.is_ipv6() == addr.is_ipv6()
@@ -88,11 +148,30 @@ impl Listeners {
                     self.bound.insert(addr, Bound { socket, task });
                 }
                 Err(e) => {
-                    // An IPv6 listener on a host without IPv6 is not fatal.
-                    warn!(%addr, error = %e, "cannot bind BGP listener");
+                    let Some(p) = self.pending.get_mut(&addr) else {
+                        continue;
+                    };
+                    p.attempts += 1;
+                    // Logged loudly once; an IPv6 listener on a host without
+                    // IPv6 would otherwise fill the log.
+                    if p.attempts == 1 {
+                        warn!(%addr, error = %e, retry_in = ?p.backoff, "cannot bind BGP listener; retrying");
+                    } else {
+                        debug!(%addr, error = %e, attempts = p.attempts, retry_in = ?p.backoff, "cannot bind BGP listener; retrying");
+                    }
+                    p.at = now + p.backoff;
+                    p.backoff = (p.backoff * 2).min(RETRY_MAX);
                 }
             }
         }
+    }
+
+    /// The addresses bound now.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.bound
+            .values()
+            .filter_map(|b| b.socket.local_addr().ok())
+            .collect()
     }
 
     /// Install the MD5 keys for the configured peers on every listener and

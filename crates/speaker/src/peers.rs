@@ -48,6 +48,11 @@ pub struct PeerEntry {
     /// Adj-RIB-Out: what this peer has been sent.
     pub adj_out: HashMap<IpNet, Arc<PathAttributes>>,
     pub eor_received: BTreeSet<Family>,
+    /// When the last UPDATE came in this session (the quiet period of a peer
+    /// without graceful restart, [`super::QUIET_PERIOD`]).
+    pub last_update: Option<Instant>,
+    /// Whether this session has been sent our End-of-RIB.
+    pub eor_sent: bool,
     /// Pre-policy Adj-RIB-In, kept so a policy change can be re-applied
     /// without asking the peer to resend (soft reconfiguration inbound).
     pub adj_in_pre: HashMap<(IpNet, u32), Arc<PathAttributes>>,
@@ -351,6 +356,8 @@ impl Speaker {
                 stats,
                 adj_out: HashMap::new(),
                 eor_received: BTreeSet::new(),
+                last_update: None,
+                eor_sent: false,
                 adj_in_pre: HashMap::new(),
                 refresh_stale: Default::default(),
                 graceful: None,
@@ -480,15 +487,13 @@ impl Speaker {
                 e.stop_reason = None;
                 e.adj_out.clear();
                 e.eor_received.clear();
+                e.last_update = None;
+                e.eor_sent = false;
                 self.drop_stale(&origin, &gone);
                 self.export_full(&origin);
-                if let Some(e) = self.peers.get(&origin)
-                    && let Some(neg) = &e.negotiated
-                {
-                    for f in &neg.families {
-                        let _ = e.cmd.send(SessionCmd::Send(Message::EndOfRib(*f)));
-                    }
-                }
+                // End-of-RIB only once what this node originates is in the
+                // RIB (RFC 4724 §4.1: a helper drops what is missing).
+                self.send_end_of_rib(&origin);
             }
             SessionEvent::Down {
                 reason,
@@ -533,6 +538,8 @@ impl Speaker {
                 e.adj_out.clear();
                 e.refresh_stale.clear();
                 e.eor_received.clear();
+                e.last_update = None;
+                e.eor_sent = false;
                 if e.state == State::Established {
                     e.state = State::Idle;
                 }
@@ -579,7 +586,12 @@ impl Speaker {
 
     fn received(&mut self, origin: &PeerOrigin, msg: Message) {
         match msg {
-            Message::Update(u) => self.import(origin, u),
+            Message::Update(u) => {
+                if let Some(e) = self.peers.get_mut(origin) {
+                    e.last_update = Some(Instant::now());
+                }
+                self.import(origin, u)
+            }
             Message::EndOfRib(f) => {
                 if let Some(e) = self.peers.get_mut(origin) {
                     info!(peer = %origin, family = f.name(), "End-of-RIB received");

@@ -51,7 +51,7 @@ use crate::metrics::MetricsListen;
 use anyhow::Context;
 use petrel_dataplane::DataplaneConfig;
 use petrel_ipam::store::IpamStore;
-use petrel_speaker::{FibMsg, Speaker};
+use petrel_speaker::{FibMsg, Speaker, SpeakerOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,10 +134,16 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         node.clone(),
         ipam_config.clone(),
         store,
-        petrel_ipam::IpamOptions::default(),
+        petrel_ipam::IpamOptions {
+            start_delay: test_ipam_start_delay(),
+            ..Default::default()
+        },
     );
-    let (config, compose_task) =
-        pipeline::compose_config(base_config, snapshots.clone(), ipam.blocks());
+    let pipeline::Composed {
+        config,
+        mut ipam_synced,
+        task: compose_task,
+    } = pipeline::compose_config(base_config, snapshots.clone(), ipam.blocks());
     let (dataplane, dataplane_task) = petrel_dataplane::start(opts.dataplane.clone()).await?;
     let (fib_tx, fib_rx) = tokio::sync::mpsc::unbounded_channel();
     let fib_task = tokio::spawn(forward_fib(fib_rx, dataplane.clone()));
@@ -147,8 +153,40 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         Ok(s) if s.stale > 0 => Some(opts.dataplane.stale_timeout),
         _ => None,
     };
-    let (speaker, speaker_task) =
-        Speaker::spawn(config.clone(), Some(fib_tx), shutdown.clone(), restarting);
+    // BGP starts with IPAM's view of this node's blocks when it comes in
+    // time; End-of-RIB waits for it in any case (and for the service
+    // addresses), so a peer never drops a block of this node for lack of it.
+    if tokio::time::timeout(IPAM_START_WAIT, ipam_synced.wait_for(|s| *s))
+        .await
+        .is_err()
+    {
+        tracing::warn!(wait = ?IPAM_START_WAIT,
+            "IPAM has not read this node's blocks yet; starting BGP, End-of-RIB held until it has");
+    }
+    let hold = |h: &str| (h.to_string(), END_OF_RIB_HOLD_MAX);
+    let (speaker, speaker_task) = Speaker::spawn(
+        config.clone(),
+        Some(fib_tx),
+        shutdown.clone(),
+        SpeakerOptions {
+            restarting,
+            stale_timeout: opts.dataplane.stale_timeout,
+            end_of_rib_holds: vec![
+                hold(petrel_speaker::END_OF_RIB_HOLD_IPAM),
+                hold(petrel_speaker::END_OF_RIB_HOLD_SERVICES),
+            ],
+        },
+    );
+    let release_task = {
+        let speaker = speaker.clone();
+        tokio::spawn(async move {
+            if ipam_synced.wait_for(|s| *s).await.is_ok() {
+                speaker
+                    .release_end_of_rib(petrel_speaker::END_OF_RIB_HOLD_IPAM)
+                    .await;
+            }
+        })
+    };
     let (services_tx, services_view) =
         tokio::sync::watch::channel(petrel_services::ServicesView::default());
     let services_task = tokio::spawn(pipeline::advertise_services(
@@ -215,6 +253,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         &ipam_config_task,
         &compose_task,
         &services_task,
+        &release_task,
     ] {
         task.abort();
     }
@@ -259,6 +298,32 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), dataplane_task).await;
     }
     Ok(())
+}
+
+/// How long BGP waits at start-up for IPAM's first view of this node's blocks.
+const IPAM_START_WAIT: Duration = Duration::from_secs(10);
+/// The longest End-of-RIB waits for IPAM's view or the service addresses.
+const END_OF_RIB_HOLD_MAX: Duration = Duration::from_secs(120);
+/// Test hook: `PETREL_TEST_IPAM_START_DELAY_MS` delays IPAM's first read of
+/// the store (the testbed's slow-IPAM restart test). Not for production.
+const IPAM_DELAY_ENV: &str = "PETREL_TEST_IPAM_START_DELAY_MS";
+
+fn test_ipam_start_delay() -> Duration {
+    match std::env::var(IPAM_DELAY_ENV).ok().map(|v| v.parse::<u64>()) {
+        None => Duration::ZERO,
+        Some(Ok(ms)) => {
+            tracing::warn!(
+                env = IPAM_DELAY_ENV,
+                ms,
+                "test hook: delaying IPAM's first view"
+            );
+            Duration::from_millis(ms)
+        }
+        Some(Err(e)) => {
+            error!(env = IPAM_DELAY_ENV, error = %e, "ignoring an invalid delay");
+            Duration::ZERO
+        }
+    }
 }
 
 /// How often the file datastore's directory is read. A change applies once

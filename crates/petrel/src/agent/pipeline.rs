@@ -62,24 +62,42 @@ fn ipam_routes(snapshot: Option<&Snapshot>, view: &BlockView) -> IpamRoutes {
     }
 }
 
+/// The composed configuration and whether it holds IPAM's first view of
+/// this node's blocks.
+pub struct Composed {
+    pub config: watch::Receiver<Option<NodeConfig>>,
+    /// Turns true once a configuration composed from a synced view
+    /// ([`BlockView::synced`]) is published in `config`.
+    pub ipam_synced: watch::Receiver<bool>,
+    pub task: JoinHandle<()>,
+}
+
 /// The speaker's configuration: the resolved configuration with IPAM's blocks.
 pub fn compose_config(
     mut base: watch::Receiver<Option<NodeConfig>>,
     mut snapshots: Snapshots,
     mut blocks: watch::Receiver<BlockView>,
-) -> (watch::Receiver<Option<NodeConfig>>, JoinHandle<()>) {
+) -> Composed {
     let (tx, rx) = watch::channel(None);
+    let (synced_tx, synced_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
-            let composed = {
+            let (composed, synced) = {
                 let base = base.borrow_and_update();
                 let snap = snapshots.borrow_and_update();
                 let view = blocks.borrow_and_update();
-                base.as_ref()
-                    .map(|b| compose(b, &ipam_routes(snap.as_deref(), &view)))
+                (
+                    base.as_ref()
+                        .map(|b| compose(b, &ipam_routes(snap.as_deref(), &view))),
+                    view.synced,
+                )
             };
             if let Some(cfg) = composed {
                 publish_changed(&tx, Some(cfg));
+                // Only after the configuration with the blocks is out.
+                if synced {
+                    publish_changed(&synced_tx, true);
+                }
             }
             tokio::select! {
                 r = base.changed() => if r.is_err() { break },
@@ -89,7 +107,11 @@ pub fn compose_config(
             }
         }
     });
-    (rx, task)
+    Composed {
+        config: rx,
+        ipam_synced: synced_rx,
+        task,
+    }
 }
 
 /// The service advertisement settings for `node` from a snapshot.
@@ -113,6 +135,7 @@ pub async fn advertise_services(
     view: watch::Sender<ServicesView>,
 ) {
     let mut engine: Option<ServiceAdvertiser> = None;
+    let mut first = true;
     loop {
         let snap = snapshots.borrow_and_update().clone();
         if let Some(snap) = snap {
@@ -150,6 +173,13 @@ pub async fn advertise_services(
                 rejections: engine.rejections(),
             };
             publish_changed(&view, now);
+            if std::mem::take(&mut first) {
+                // The first snapshot's service addresses are originated
+                // (sent on the same channel before this).
+                speaker
+                    .release_end_of_rib(petrel_speaker::END_OF_RIB_HOLD_SERVICES)
+                    .await;
+            }
         }
         if snapshots.changed().await.is_err() {
             break;

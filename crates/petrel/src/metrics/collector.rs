@@ -227,7 +227,7 @@ impl Snapshot {
             ),
             (
                 "petrel_dataplane_converged",
-                "1 once every peer sent End-of-RIB or the stale timer fired",
+                "1 once routing converged (every peer sent End-of-RIB or, without graceful restart, was quiet) or the stale timeout passed",
                 u64::from(d.converged),
             ),
         ];

@@ -9,8 +9,10 @@
 //! - `/healthz`: 200 while the agent's tasks (datastore watcher, speaker,
 //!   dataplane) run and answer, else 503 naming the ones that do not;
 //! - `/readyz`: 200 once healthy, a configuration for this node is loaded and
-//!   the dataplane has converged (every peer sent End-of-RIB, RFC 4724 §2, or
-//!   the stale timer fired), else 503 with the reasons, one a line.
+//!   routing has converged (every peer sent End-of-RIB, RFC 4724 §2, or, for
+//!   a peer without graceful restart, stayed quiet for
+//!   [`petrel_speaker::QUIET_PERIOD`]; at most `--stale-timeout`), else 503
+//!   with the reasons, one a line.
 //!
 //! Nothing is accumulated here: every request takes a [`Snapshot`] from the
 //! task handles ([`Sources`]) and renders it.
@@ -184,7 +186,7 @@ impl Snapshot {
             && !s.converged
         {
             problems.push(
-                "dataplane not converged: waiting for End-of-RIB from the peers or the stale timer"
+                "dataplane not converged: waiting for the peers (End-of-RIB, or 3 s without an UPDATE from a peer without graceful restart), at most --stale-timeout"
                     .into(),
             );
         }

@@ -331,8 +331,12 @@ async fn get(app: &Router, path: &str) -> (StatusCode, String, String) {
 async fn routes_answer_from_live_handles() {
     let (config_tx, config_rx) = watch::channel(None);
     let shutdown = CancellationToken::new();
-    let (speaker, task) =
-        petrel_speaker::Speaker::spawn(config_rx.clone(), None, shutdown.clone(), None);
+    let (speaker, task) = petrel_speaker::Speaker::spawn(
+        config_rx.clone(),
+        None,
+        shutdown.clone(),
+        Default::default(),
+    );
     let app = router(Sources {
         speaker,
         dataplane: None,

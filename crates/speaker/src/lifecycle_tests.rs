@@ -1,0 +1,314 @@
+//! Convergence and End-of-RIB holds (see `lifecycle.rs`), driven through
+//! the speaker's event handlers with a fake session driver.
+
+use super::*;
+use petrel_bgp::fsm::{ConnId, Negotiated};
+use petrel_bgp::wire::{Capabilities, GracefulRestartCap, Open};
+use petrel_datastore::resolved::{BindMode, NextHopMode, PeerConfig};
+use std::time::{Duration, Instant};
+
+const BLOCK: &str = "10.244.3.0/26";
+
+fn origin() -> PeerOrigin {
+    PeerOrigin::BgpPeer("tor".into())
+}
+
+fn node(with_peer: bool, originate: &[&str]) -> NodeConfig {
+    let mut peers = BTreeMap::new();
+    if with_peer {
+        peers.insert(
+            origin(),
+            PeerConfig {
+                origin: origin(),
+                address: "192.0.2.1".parse().unwrap(),
+                port: 179,
+                peer_as: 65000,
+                local_as: 64512,
+                password: None,
+                ttl_security: None,
+                source_address: None,
+                hold_time: Duration::from_secs(90),
+                keepalive_time: None,
+                max_restart_time: Duration::from_secs(120),
+                // The driver never connects: the test plays the session.
+                passive: true,
+                next_hop_mode: NextHopMode::Auto,
+                num_allowed_local_as: 0,
+                max_prefixes: None,
+                filters: vec![],
+                families: vec![Family::Ipv4Unicast],
+                route_reflector_client: false,
+            },
+        );
+    }
+    NodeConfig {
+        node_name: "n1".into(),
+        local_as: 64512,
+        router_id: "10.0.0.1".parse().unwrap(),
+        ipv4_address: None,
+        ipv6_address: None,
+        route_reflector_cluster_id: None,
+        listen_port: 179,
+        // No node address: no listener is bound.
+        bind_mode: BindMode::NodeIp,
+        originate: originate
+            .iter()
+            .map(|p| (p.parse().unwrap(), vec![]))
+            .collect(),
+        peers,
+        filters: BTreeMap::new(),
+        prefix_communities: vec![],
+        pod_cidrs: vec![],
+        cluster: Default::default(),
+        max_paths: 16,
+    }
+}
+
+fn negotiated(graceful_restart: bool) -> Box<Negotiated> {
+    let open = |asn, id: &str| Open {
+        asn,
+        hold_time: 90,
+        router_id: id.parse().unwrap(),
+        caps: Capabilities::default(),
+    };
+    Box::new(Negotiated {
+        local_open: open(64512, "10.0.0.1"),
+        remote_open: open(65000, "192.0.2.1"),
+        hold_time: 90,
+        keepalive: 30,
+        families: vec![Family::Ipv4Unicast],
+        four_octet_as: true,
+        route_refresh: true,
+        enhanced_route_refresh: false,
+        extended_message: false,
+        peer_graceful_restart: graceful_restart.then(|| GracefulRestartCap {
+            restart_state: false,
+            notification: false,
+            restart_time: 120,
+            families: vec![(Family::Ipv4Unicast, true)],
+        }),
+        conn: ConnId::Outbound,
+    })
+}
+
+/// A speaker configured with `node`, whose one peer's session driver is
+/// replaced by the returned receiver.
+async fn speaker(
+    options: SpeakerOptions,
+    node: NodeConfig,
+) -> (
+    Speaker,
+    Option<mpsc::UnboundedReceiver<SessionCmd>>,
+    mpsc::UnboundedReceiver<FibMsg>,
+) {
+    let (tx, _rx) = mpsc::channel(16);
+    let (fib, fib_rx) = mpsc::unbounded_channel();
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    let mut s = Speaker::new(tx, Some(fib), events, &options);
+    s.apply_config(node).await;
+    let cmds = s.peers.get_mut(&origin()).map(|e| {
+        e.task.abort();
+        let (cmd, rx) = mpsc::unbounded_channel();
+        e.cmd = cmd;
+        rx
+    });
+    (s, cmds, fib_rx)
+}
+
+fn establish(s: &mut Speaker, graceful_restart: bool) {
+    let id = s.peers[&origin()].id;
+    s.session_event(
+        id,
+        SessionEvent::Established {
+            negotiated: negotiated(graceful_restart),
+            local: "192.0.2.2:40000".parse().unwrap(),
+            remote: "192.0.2.1:179".parse().unwrap(),
+        },
+    );
+}
+
+fn receive(s: &mut Speaker, msg: Message) {
+    let id = s.peers[&origin()].id;
+    s.session_event(id, SessionEvent::Received(msg));
+}
+
+/// What the driver was asked to send: "announce PREFIX…" or "eor".
+fn sent(rx: &mut mpsc::UnboundedReceiver<SessionCmd>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(cmd) = rx.try_recv() {
+        match cmd {
+            SessionCmd::Announce(_, nlri) => {
+                for n in nlri {
+                    out.push(format!("announce {}", n.prefix));
+                }
+            }
+            SessionCmd::Send(Message::EndOfRib(_)) => out.push("eor".into()),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn converged(rx: &mut mpsc::UnboundedReceiver<FibMsg>) -> bool {
+    std::iter::from_fn(|| rx.try_recv().ok()).any(|m| m == FibMsg::Converged)
+}
+
+fn holds(max: Duration) -> SpeakerOptions {
+    SpeakerOptions {
+        end_of_rib_holds: vec![(END_OF_RIB_HOLD_IPAM.into(), max)],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn end_of_rib_waits_for_the_block_ipam_is_slow_to_report() {
+    let (mut s, cmds, _fib) = speaker(holds(Duration::from_secs(120)), node(true, &[])).await;
+    let mut cmds = cmds.unwrap();
+    establish(&mut s, true);
+    assert_eq!(sent(&mut cmds), Vec::<String>::new(), "End-of-RIB held");
+    // IPAM's first view arrives: the block is originated, then the hold goes.
+    s.apply_config(node(true, &[BLOCK])).await;
+    s.release_end_of_rib(END_OF_RIB_HOLD_IPAM);
+    assert_eq!(
+        sent(&mut cmds),
+        vec![format!("announce {BLOCK}"), "eor".into()]
+    );
+    // Once per session.
+    s.release_end_of_rib(END_OF_RIB_HOLD_IPAM);
+    assert_eq!(sent(&mut cmds), Vec::<String>::new());
+    // A new session gets it at once: no hold is left.
+    let id = s.peers[&origin()].id;
+    s.session_event(
+        id,
+        SessionEvent::Down {
+            reason: petrel_bgp::fsm::DownReason::Stopped,
+            was_established: true,
+        },
+    );
+    establish(&mut s, true);
+    assert_eq!(
+        sent(&mut cmds),
+        vec![format!("announce {BLOCK}"), "eor".into()]
+    );
+}
+
+#[tokio::test]
+async fn an_end_of_rib_hold_ends_at_its_maximum() {
+    let (mut s, cmds, _fib) = speaker(holds(Duration::from_secs(10)), node(true, &[])).await;
+    let mut cmds = cmds.unwrap();
+    establish(&mut s, true);
+    s.lifecycle_tick(Instant::now() + Duration::from_secs(5));
+    assert_eq!(sent(&mut cmds), Vec::<String>::new());
+    s.lifecycle_tick(Instant::now() + Duration::from_secs(11));
+    assert_eq!(sent(&mut cmds), vec!["eor".to_string()]);
+}
+
+#[tokio::test]
+async fn without_holds_end_of_rib_follows_the_initial_update() {
+    let (mut s, cmds, _fib) = speaker(SpeakerOptions::default(), node(true, &[BLOCK])).await;
+    let mut cmds = cmds.unwrap();
+    establish(&mut s, false);
+    assert_eq!(
+        sent(&mut cmds),
+        vec![format!("announce {BLOCK}"), "eor".into()]
+    );
+}
+
+#[tokio::test]
+async fn a_peer_without_graceful_restart_converges_when_quiet() {
+    let (mut s, _cmds, mut fib) = speaker(SpeakerOptions::default(), node(true, &[])).await;
+    establish(&mut s, false);
+    let up = Instant::now();
+    s.check_converged(up + Duration::from_secs(1));
+    assert!(!converged(&mut fib), "not quiet for long enough");
+    // An UPDATE restarts the quiet period.
+    s.peers.get_mut(&origin()).unwrap().last_update = Some(up + Duration::from_secs(2));
+    s.check_converged(up + Duration::from_secs(4));
+    assert!(!converged(&mut fib), "an UPDATE 2 s ago");
+    s.check_converged(up + Duration::from_secs(2) + QUIET_PERIOD);
+    assert!(converged(&mut fib), "quiet for {QUIET_PERIOD:?}");
+}
+
+#[tokio::test]
+async fn a_graceful_restart_peer_converges_on_end_of_rib() {
+    let (mut s, _cmds, mut fib) = speaker(SpeakerOptions::default(), node(true, &[])).await;
+    establish(&mut s, true);
+    s.check_converged(Instant::now() + Duration::from_secs(30));
+    assert!(
+        !converged(&mut fib),
+        "quiet is not enough with graceful restart"
+    );
+    receive(&mut s, Message::EndOfRib(Family::Ipv4Unicast));
+    s.check_converged(Instant::now());
+    assert!(converged(&mut fib));
+}
+
+#[tokio::test]
+async fn the_stale_timeout_bounds_the_wait() {
+    let options = SpeakerOptions {
+        stale_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let (mut s, _cmds, mut fib) = speaker(options, node(true, &[])).await;
+    // The session never comes up.
+    s.check_converged(Instant::now() + Duration::from_secs(59));
+    assert!(!converged(&mut fib));
+    s.check_converged(Instant::now() + Duration::from_secs(61));
+    assert!(converged(&mut fib), "ready at the stale timeout");
+}
+
+#[tokio::test]
+async fn a_node_without_peers_converges_at_once() {
+    let (mut s, _cmds, mut fib) = speaker(SpeakerOptions::default(), node(false, &[])).await;
+    s.check_converged(Instant::now());
+    assert!(converged(&mut fib));
+}
+
+/// A node listening on 127.0.0.1:`port` only.
+fn loopback_listener(port: u16) -> NodeConfig {
+    let mut n = node(false, &[]);
+    n.ipv4_address = Some("127.0.0.1/8".parse().unwrap());
+    n.listen_port = port;
+    n
+}
+
+#[tokio::test]
+async fn a_listener_that_cannot_bind_is_retried() {
+    // Another socket holds the port for now.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = blocker.local_addr().unwrap();
+    let (mut s, _cmds, _fib) =
+        speaker(SpeakerOptions::default(), loopback_listener(addr.port())).await;
+    assert_eq!(s.listeners.addresses(), vec![]);
+    drop(blocker);
+    let now = Instant::now();
+    // Backoff: 1 s after the first failure.
+    s.listeners.retry(now).await;
+    assert_eq!(s.listeners.addresses(), vec![]);
+    s.listeners.retry(now + Duration::from_secs(1)).await;
+    assert_eq!(s.listeners.addresses(), vec![addr]);
+    // A configuration change that keeps it does not touch it.
+    s.apply_config(loopback_listener(addr.port())).await;
+    assert_eq!(s.listeners.addresses(), vec![addr]);
+}
+
+#[tokio::test]
+async fn a_moved_listener_is_closed_before_the_new_one_binds() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let (mut s, _cmds, _fib) = speaker(SpeakerOptions::default(), loopback_listener(port)).await;
+    let first = s.listeners.addresses();
+    assert_eq!(first.len(), 1);
+    // Move to another port and back: the old socket is gone each time, so
+    // the port is free again at once.
+    s.apply_config(loopback_listener(0)).await;
+    assert_eq!(s.listeners.addresses().len(), 1);
+    assert_ne!(s.listeners.addresses(), first);
+    assert!(
+        std::net::TcpListener::bind(first[0]).is_ok(),
+        "old listener closed"
+    );
+    s.apply_config(loopback_listener(port)).await;
+    assert_eq!(s.listeners.addresses(), first);
+}
