@@ -297,8 +297,24 @@ pub struct PoolOverlap {
     pub other_cidr: IpNet,
 }
 
-/// Every pair of overlapping pools (each pair once, in input order).
+/// Every pair of overlapping pools, each pair once. The pool created later
+/// (`metadata.creationTimestamp`, then the name when the times are equal) is
+/// the one reported: the pool that existed first, and may have blocks in
+/// use, wins. Pools without a creation time (manifest files) come after, in
+/// input order.
 pub fn check_pool_overlaps(pools: &[IPPool]) -> Vec<PoolOverlap> {
+    let mut pools: Vec<&IPPool> = pools.iter().collect();
+    pools.sort_by(|a, b| {
+        match (
+            &a.metadata.creation_timestamp,
+            &b.metadata.creation_timestamp,
+        ) {
+            (Some(x), Some(y)) => x.cmp(y).then_with(|| a.metadata.name.cmp(&b.metadata.name)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        }
+    });
     let mut out = Vec::new();
     for (i, a) in pools.iter().enumerate() {
         for b in &pools[i + 1..] {
@@ -474,6 +490,20 @@ mod tests {
             "{msg}"
         );
         assert!(check_pool_overlaps(&pools[..2]).is_empty());
+        // The pool created first wins, whatever the names.
+        let mut old = named("pods", "10.123.0.0/16");
+        let mut new = named("aaa-overlap", "10.123.0.0/17");
+        let t = |s: &str| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(s.parse().unwrap());
+        old.metadata.creation_timestamp = Some(t("2026-01-01T00:00:00Z"));
+        new.metadata.creation_timestamp = Some(t("2026-06-01T00:00:00Z"));
+        for pools in [[old.clone(), new.clone()], [new, old]] {
+            let o = check_pool_overlaps(&pools);
+            assert_eq!(o.len(), 1, "{o:?}");
+            assert_eq!(
+                (o[0].pool.as_str(), o[0].other.as_str()),
+                ("aaa-overlap", "pods")
+            );
+        }
         assert!(!nets_overlap(
             &"10.0.0.0/24".parse().unwrap(),
             &"fd00::/8".parse().unwrap()

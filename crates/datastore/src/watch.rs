@@ -10,7 +10,7 @@
 use super::Snapshot;
 use super::error::DatastoreError;
 use super::load::{SourceFile, parse_files, read_dir_files};
-use super::resolve;
+use super::resolve_with;
 use super::resolved::NodeConfig;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -157,17 +157,24 @@ pub fn resolve_snapshots(
     let (tx, rx) = watch::channel(None);
     let handle = tokio::spawn(async move {
         let mut last_error: Option<String> = None;
+        // The last configuration resolved: peers whose Secret or BGPFilter
+        // goes missing keep their last password and filters.
+        let mut previous: Option<Arc<NodeConfig>> = None;
         loop {
             let snapshot = snapshots.borrow_and_update().clone();
             if let Some(snapshot) = snapshot {
                 let name = node_name.clone();
-                let Ok(result) =
-                    tokio::task::spawn_blocking(move || resolve(&snapshot, &name)).await
+                let prev = previous.clone();
+                let Ok(result) = tokio::task::spawn_blocking(move || {
+                    resolve_with(&snapshot, &name, prev.as_deref())
+                })
+                .await
                 else {
                     break;
                 };
                 match result {
                     Ok(config) => {
+                        previous = Some(Arc::new(config.clone()));
                         if last_error.take().is_some() {
                             tracing::info!(
                                 node = node_name.as_str(),
