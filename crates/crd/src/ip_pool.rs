@@ -12,7 +12,7 @@
 
 use crate::selector::{Selector, SelectorError};
 use ipnet::IpNet;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,17 +26,14 @@ pub const BLOCK_SIZE_RANGE_V4: std::ops::RangeInclusive<u8> = 20..=32;
 /// Allowed IPv6 block sizes.
 pub const BLOCK_SIZE_RANGE_V6: std::ops::RangeInclusive<u8> = 116..=128;
 
+// The `x_kube` rules make the API server enforce what `IpPoolSpec::validate`
+// checks on one object (overlaps between pools are the agent's: the pool
+// created first wins).
+const NO_ENCAPSULATION: &str = "petrel has no encapsulation (no IP-in-IP, no VXLAN): pods are routed natively over BGP; set it to Never or remove it";
+
 /// A pool of pod addresses.
 #[derive(
-    CustomResource,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Default,
+    CustomResource, Serialize, Deserialize, KubeSchema, Debug, Clone, PartialEq, Eq, Default,
 )]
 #[kube(
     group = "petrel.dev",
@@ -52,9 +49,22 @@ pub const BLOCK_SIZE_RANGE_V6: std::ops::RangeInclusive<u8> = 116..=128;
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
+#[x_kube(validation = Rule::new("!has(self.blockSize) || !isCIDR(self.cidr) || \
+        (cidr(self.cidr).ip().family() == 4 ? (self.blockSize >= 20 && self.blockSize <= 32) \
+        : (self.blockSize >= 116 && self.blockSize <= 128))")
+    .message("blockSize must be 20-32 for an IPv4 pool and 116-128 for an IPv6 pool")
+    .field_path(".blockSize")
+    .reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.blockSize) || !isCIDR(self.cidr) || self.blockSize >= cidr(self.cidr).prefixLength()")
+    .message("a block does not fit in the pool: blockSize must be at least the prefix length of cidr")
+    .field_path(".blockSize")
+    .reason(Reason::FieldValueInvalid))]
 pub struct IpPoolSpec {
     /// The pool's prefix (RFC 4632 CIDR notation), e.g. `10.244.0.0/16`.
-    #[schemars(schema_with = "super::cidr_schema")]
+    #[schemars(schema_with = "super::cidr_schema", length(max = 64))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56"))]
+    #[x_kube(validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()")
+        .message("has host bits set: use the prefix itself, such as 10.40.0.0/16 for 10.40.1.7/16"))]
     pub cidr: IpNet,
     /// Prefix length of the blocks nodes claim. [Default: 26 (IPv4), 122 (IPv6);
     /// allowed 20–32 and 116–128]
@@ -62,6 +72,8 @@ pub struct IpPoolSpec {
     pub block_size: Option<u8>,
     /// Selector (Calico syntax) of the nodes that use this pool. [Default: all()]
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new(crate::selector::SELECTOR_CEL_RULE).message(crate::selector::SELECTOR_CEL_MESSAGE))]
     pub node_selector: Option<String>,
     /// Calico's per-namespace pool choice. petrel accepts only an empty
     /// selector or `all()`.
@@ -86,13 +98,18 @@ pub struct IpPoolSpec {
     pub assignment_mode: Option<AssignmentMode>,
     /// IP-in-IP encapsulation. petrel does not encapsulate: only `Never`.
     #[serde(rename = "ipipMode", default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == 'Never'").message(NO_ENCAPSULATION).reason(Reason::FieldValueForbidden))]
     pub ipip_mode: Option<EncapsulationMode>,
     /// VXLAN encapsulation. petrel does not encapsulate: only `Never`.
     #[serde(rename = "vxlanMode", default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == 'Never'").message(NO_ENCAPSULATION).reason(Reason::FieldValueForbidden))]
     pub vxlan_mode: Option<EncapsulationMode>,
     /// Source NAT of traffic leaving the pool. petrel routes pod addresses
     /// natively and does not NAT: only `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[x_kube(validation = Rule::new("!self")
+        .message("true is not supported: petrel does not NAT, pod addresses are routed natively and must be reachable from outside; set it to false or remove it")
+        .reason(Reason::FieldValueForbidden))]
     pub nat_outgoing: bool,
 }
 
