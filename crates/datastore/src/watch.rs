@@ -11,7 +11,7 @@ use super::Snapshot;
 use super::error::DatastoreError;
 use super::load::{SourceFile, parse_files, read_dir_files};
 use super::resolve_with;
-use super::resolved::NodeConfig;
+use super::resolved::{ConfigProblem, NodeConfig};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -65,6 +65,33 @@ pub fn publish_changed<T: PartialEq>(tx: &watch::Sender<T>, value: T) -> bool {
             true
         }
     })
+}
+
+/// The errors of a manifest directory as problems of the objects they name
+/// (of the file when they name none).
+fn file_problems(e: &DatastoreError) -> Vec<ConfigProblem> {
+    let DatastoreError::Invalid(errors) = e else {
+        return vec![ConfigProblem {
+            kind: "Datastore".into(),
+            name: String::new(),
+            reason: e.to_string(),
+        }];
+    };
+    let mut out: Vec<ConfigProblem> = errors
+        .iter()
+        .map(|m| ConfigProblem {
+            kind: m.object.as_ref().map_or("File".into(), |o| o.kind.clone()),
+            name: m
+                .object
+                .as_ref()
+                .and_then(|o| o.name.clone())
+                .unwrap_or_else(|| m.file.clone()),
+            reason: format!("{m} (the directory is rejected: its last valid version is in use)"),
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The line to log for an error, or `None` when it is the error logged last
@@ -137,6 +164,18 @@ pub fn watch_snapshots(
                     if let Some(line) = new_error(&mut last_error, e.to_string(), have) {
                         tracing::error!(dir = %dir.display(), "{line}");
                     }
+                    // The last good snapshot stays, carrying the errors so
+                    // that status, metrics and `petrel status` show them.
+                    let problems = file_problems(&e);
+                    tx.send_if_modified(|cur| match cur {
+                        Some(s) if s.problems != problems => {
+                            let mut next = Snapshot::clone(s);
+                            next.problems = problems;
+                            *cur = Some(Arc::new(next));
+                            true
+                        }
+                        _ => false,
+                    });
                 }
             }
         }
@@ -189,6 +228,16 @@ pub fn resolve_snapshots(
                         let have = tx.borrow().is_some();
                         if let Some(line) = new_error(&mut last_error, e.to_string(), have) {
                             tracing::error!(node = node_name.as_str(), "{line}");
+                        }
+                        // The last configuration stays, reporting why.
+                        if let Some(prev) = &previous {
+                            let mut kept = NodeConfig::clone(prev);
+                            kept.problems.push(ConfigProblem {
+                                kind: "Node".into(),
+                                name: node_name.clone(),
+                                reason: format!("{e} (keeping the last good configuration)"),
+                            });
+                            publish_changed(&tx, Some(kept));
                         }
                     }
                 }
