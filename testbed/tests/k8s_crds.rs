@@ -554,6 +554,7 @@ fn bgpconfiguration_validation_names_the_field() -> anyhow::Result<()> {
             "nodeToNodeMeshEnabled: false\nserviceClusterIPs: [{cidr: 10.96.0.0/12}]\nserviceLoadBalancerIPs: [{cidr: \"fd00:1b::/112\"}]",
             "communities: [{name: edge, value: \"65000:100\"}]\nprefixAdvertisements: [{cidr: 10.96.0.0/12, communities: [edge, \"65000:7\", \"1:2:3\"]}]",
             "nodeMeshPassword: {secretKeyRef: {name: mesh, key: pw}}\nnodeMeshMaxRestartTime: 90s\nbindMode: NodeIP",
+            "serviceLoadBalancerIPs: [{cidr: 192.0.2.0/24}]\nserviceLoadBalancerAggregation: Disabled",
         ],
         &[
             ("asNumber: 0", &["spec.asNumber"]),
