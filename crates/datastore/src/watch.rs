@@ -204,8 +204,9 @@ pub fn resolve_snapshots(
             if let Some(snapshot) = snapshot {
                 let name = node_name.clone();
                 let prev = previous.clone();
+                let snap = snapshot.clone();
                 let Ok(result) = tokio::task::spawn_blocking(move || {
-                    resolve_with(&snapshot, &name, prev.as_deref())
+                    resolve_with(&snap, &name, prev.as_deref())
                 })
                 .await
                 else {
@@ -213,6 +214,32 @@ pub fn resolve_snapshots(
                 };
                 match result {
                     Ok(config) => {
+                        // Problems found by resolution (the snapshot's own
+                        // were logged when it was assembled): once each.
+                        let before = previous.as_ref().map_or(&[][..], |p| &p.problems[..]);
+                        for p in &config.problems {
+                            if !snapshot.problems.contains(p) && !before.contains(p) {
+                                tracing::error!(
+                                    node = node_name.as_str(),
+                                    object = %format!("{}/{}", p.kind, p.name),
+                                    "invalid reference: {}",
+                                    p.reason
+                                );
+                            }
+                        }
+                        for p in before {
+                            if !config
+                                .problems
+                                .iter()
+                                .any(|q| q.kind == p.kind && q.name == p.name)
+                            {
+                                tracing::info!(
+                                    node = node_name.as_str(),
+                                    object = %format!("{}/{}", p.kind, p.name),
+                                    "object is valid again"
+                                );
+                            }
+                        }
                         previous = Some(Arc::new(config.clone()));
                         if last_error.take().is_some() {
                             tracing::info!(

@@ -522,3 +522,55 @@ fn watch_backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
     let d = b.next().unwrap();
     assert!(d < ms(500), "reset starts over: {d:?}");
 }
+
+/// Issue 12: the node-to-node mesh keeps its last password when the key
+/// goes away from its Secret; without a last password the mesh is left out.
+#[test]
+fn mesh_keeps_its_last_password() {
+    use crate::resolved::PeerOrigin;
+    let mut s = synced();
+    s.handle(&WatchKey::Kind(Kind::Node), WatchEvent::Apply(node_n1()));
+    s.handle(
+        &WatchKey::Kind(Kind::Node),
+        WatchEvent::Apply(json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n2", "annotations": {"petrel.dev/ipv4-address": "192.0.2.2/24"}}})),
+    );
+    s.handle(
+        &WatchKey::Kind(Kind::BgpConfiguration),
+        WatchEvent::Apply(
+            json!({"apiVersion": "petrel.dev/v1", "kind": "BGPConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"nodeMeshPassword": {"secretKeyRef": {"name": "mesh", "key": "pw"}}}}),
+        ),
+    );
+    s.set_secret_watches(&s.referenced_secrets());
+    let key = WatchKey::Secret("mesh".into());
+    s.handle(&key, WatchEvent::Init);
+    s.handle(&key, WatchEvent::InitApply(secret("mesh")));
+    s.handle(&key, WatchEvent::InitDone);
+    let first = crate::resolve_with(&s.build("n1").snapshot, "n1", None).unwrap();
+    let mesh = PeerOrigin::Mesh("n2".into());
+    assert_eq!(first.peers[&mesh].password.as_deref(), Some("secret"));
+
+    let mut no_key = secret("mesh");
+    no_key["data"] = json!({});
+    s.handle(&key, WatchEvent::Apply(no_key));
+    let snapshot = s.build("n1").snapshot;
+    assert!(
+        snapshot.bgp_configuration.is_some(),
+        "the BGPConfiguration stays"
+    );
+    let next = crate::resolve_with(&snapshot, "n1", Some(&first)).unwrap();
+    assert_eq!(next.peers, first.peers, "the mesh keeps its last password");
+    assert_eq!(next.problems.len(), 1, "{:?}", next.problems);
+    assert_eq!(
+        (
+            next.problems[0].kind.as_str(),
+            next.problems[0].name.as_str()
+        ),
+        ("BGPConfiguration", "default")
+    );
+    let fresh = crate::resolve_with(&snapshot, "n1", None).unwrap();
+    assert!(fresh.peers.is_empty(), "no mesh without its password");
+    assert_eq!(fresh.problems.len(), 1, "{:?}", fresh.problems);
+}
