@@ -419,6 +419,92 @@ fn bgppeer_validation_names_the_field() -> anyhow::Result<()> {
 /// Rules only the API server enforces: petrel's loader accepts these (it
 /// uses each family once), but the CRD keeps lists well-formed for
 /// server-side apply.
+/// Issue 12: what petrel rejects in one IPPool, the API server rejects too,
+/// naming the field (overlaps between pools are the agent's).
+#[test]
+fn ippool_validation_names_the_field() -> anyhow::Result<()> {
+    check_cases(
+        "IPPool",
+        &[
+            "cidr: 10.244.0.0/16",
+            "cidr: 10.244.0.0/16\nblockSize: 24\nipipMode: Never\nvxlanMode: Never\nnatOutgoing: false",
+            "cidr: fd00:10:244::/56\nblockSize: 120",
+            "cidr: 10.40.0.0/16\nblockSize: 32\nnodeSelector: rack in {'r1', 'r2'} && !has(edge)",
+            "cidr: 10.41.0.0/16\nnodeSelector: all()",
+            "cidr: 10.42.0.0/16\nnodeSelector: \"\"",
+        ],
+        &[
+            ("cidr: 10.10.0.0/33", &["spec.cidr", "must be a CIDR"]),
+            ("cidr: not-a-cidr", &["spec.cidr", "must be a CIDR"]),
+            ("cidr: 10.40.1.7/16", &["spec.cidr", "host bits"]),
+            ("cidr: \"fd00::1/64\"", &["spec.cidr", "host bits"]),
+            (
+                "cidr: 10.10.0.0/16\nblockSize: 12",
+                &["spec.blockSize", "20-32"],
+            ),
+            (
+                "cidr: fd00::/48\nblockSize: 64",
+                &["spec.blockSize", "116-128"],
+            ),
+            (
+                "cidr: 10.10.0.0/16\nblockSize: 116",
+                &["spec.blockSize", "20-32"],
+            ),
+            (
+                "cidr: 10.10.0.0/24\nblockSize: 20",
+                &["spec.blockSize", "does not fit"],
+            ),
+            (
+                "cidr: 10.10.0.0/16\nipipMode: Always",
+                &["spec.ipipMode", "petrel has no encapsulation"],
+            ),
+            (
+                "cidr: 10.10.0.0/16\nvxlanMode: CrossSubnet",
+                &["spec.vxlanMode", "petrel has no encapsulation"],
+            ),
+            (
+                "cidr: 10.10.0.0/16\nipipMode: Always\nnatOutgoing: true",
+                &[
+                    "spec.ipipMode",
+                    "petrel has no encapsulation",
+                    "spec.natOutgoing",
+                    "does not NAT",
+                ],
+            ),
+            (
+                "cidr: 10.10.0.0/16\nnodeSelector: rack = 'r1'",
+                &["spec.nodeSelector", "Calico syntax"],
+            ),
+            (
+                "cidr: 10.10.0.0/16\nnodeSelector: rack == r1",
+                &["spec.nodeSelector", "Calico syntax"],
+            ),
+        ],
+    )
+}
+
+/// Issue 12: malformed selectors of a BGPPeer are rejected by the API server.
+#[test]
+fn bgppeer_selectors_are_checked_by_the_api_server() -> anyhow::Result<()> {
+    check_cases(
+        "BGPPeer",
+        &[
+            "nodeSelector: rack == 'r1' || rack == 'r2'\npeerIP: 10.0.0.1\nasNumber: 65001",
+            "peerSelector: has(route-reflector) && zone not in {'x'}",
+        ],
+        &[
+            (
+                "nodeSelector: rack == 'r1' &&\npeerIP: 10.0.0.1\nasNumber: 65001",
+                &["spec.nodeSelector", "Calico syntax"],
+            ),
+            (
+                "peerSelector: \"rack in ('a')\"",
+                &["spec.peerSelector", "Calico syntax"],
+            ),
+        ],
+    )
+}
+
 #[test]
 fn bgppeer_list_types_are_enforced() -> anyhow::Result<()> {
     let cp = cluster();
@@ -468,6 +554,7 @@ fn bgpconfiguration_validation_names_the_field() -> anyhow::Result<()> {
             "nodeToNodeMeshEnabled: false\nserviceClusterIPs: [{cidr: 10.96.0.0/12}]\nserviceLoadBalancerIPs: [{cidr: \"fd00:1b::/112\"}]",
             "communities: [{name: edge, value: \"65000:100\"}]\nprefixAdvertisements: [{cidr: 10.96.0.0/12, communities: [edge, \"65000:7\", \"1:2:3\"]}]",
             "nodeMeshPassword: {secretKeyRef: {name: mesh, key: pw}}\nnodeMeshMaxRestartTime: 90s\nbindMode: NodeIP",
+            "serviceLoadBalancerIPs: [{cidr: 192.0.2.0/24}]\nserviceLoadBalancerAggregation: Disabled",
         ],
         &[
             ("asNumber: 0", &["spec.asNumber"]),

@@ -16,6 +16,7 @@
 //! | `local_service_follows_its_endpoint_slice` | eTP=Local Service, EndpointSlice and load-balancer status written with kubectl: the /32s only via the endpoint's node, moving within 1 s; the cluster-IP CIDR over three ECMP next hops; an external IP outside the CIDRs is not advertised |
 //! | `agent_restarts_from_its_cache_while_the_apiserver_is_down` | with kube-apiserver down, a restarted agent starts from its cache: its ToR session and its block's route come back; after the API server returns the blocks are unchanged |
 //! | `restarted_agent_routes_to_other_blocks_while_the_apiserver_is_down` | the same, and the restarted node keeps kernel routes to the other nodes' blocks |
+//! | `a_deleted_bgpfilter_keeps_the_session_and_is_reported` | deleting the BGPFilter a BGPPeer names keeps the session up without a reset (issue 12); the PetrelNode's `ConfigValid` condition turns False naming the peer, and True again when the filter returns |
 //! | `concurrent_block_claims_never_share_a_block` | three agents claim from a pool of two blocks at once: two owners, one confirmed affinity per block, each block routed via its owner only |
 //!
 //! The API server's service range is `10.0.0.0/24`, so that is the cluster
@@ -105,6 +106,66 @@ fn a_duplicate_bgppeer_does_not_reset_the_session() {
             "deleting the first BGPPeer reset the session ({before} -> {after} connections)"
         );
         k.wait_tor_established(&["10.0.1.1", "10.0.2.1", "10.0.3.1"], Duration::ZERO)?;
+        Ok(())
+    });
+}
+
+/// The `ConfigValid` condition of a node's PetrelNode: (status, message).
+fn config_valid(k: &K8sLab, node: &str) -> anyhow::Result<(String, String)> {
+    let out = k.cp.kubectl(&["get", "petrelnode", node, "-o", "json"])?;
+    let v: Value = serde_json::from_str(&out).context("parsing the PetrelNode")?;
+    let c = v["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "ConfigValid"))
+        .with_context(|| format!("no ConfigValid condition in {out}"))?;
+    Ok((
+        c["status"].as_str().unwrap_or_default().to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+/// Issue 12: an object that becomes invalid because another one went away
+/// keeps its last resolved form. Deleting the BGPFilter a BGPPeer names used
+/// to remove the peer (session down, routes withdrawn).
+#[test]
+fn a_deleted_bgpfilter_keeps_the_session_and_is_reported() {
+    let k = k8s_lab();
+    k.run(|k| {
+        let filter = "apiVersion: petrel.dev/v1\nkind: BGPFilter\nmetadata: {name: tor-export}\nspec:\n  \
+                      exportV4: [{action: Reject, cidr: 203.0.113.0/24, matchOperator: In}]\n";
+        k.cp.apply(filter)?;
+        k.cp.apply(&tor_peer("tor-node1", "  node: node1\n  filters: [tor-export]\n"))?;
+        k.wait_tor_established(&["10.0.1.1"], SETTLE)?;
+        wait_for(SETTLE, "ConfigValid=True on node1", || {
+            let (status, message) = config_valid(k, "node1")?;
+            ensure!(status == "True", "{status}: {message}");
+            Ok(())
+        })?;
+        let before = tor_connections(k, "10.0.1.1")?;
+        k.cp.kubectl(&["delete", "bgpfilter", "tor-export"])?;
+        let message = wait_for(SETTLE, "ConfigValid=False naming the peer", || {
+            let (status, message) = config_valid(k, "node1")?;
+            ensure!(status == "False", "{status}: {message}");
+            Ok(message)
+        })?;
+        ensure!(
+            message.contains("BGPPeer/tor-node1") && message.contains("tor-export"),
+            "the condition does not name the peer and the filter: {message}"
+        );
+        k.wait_tor_established(&["10.0.1.1"], Duration::ZERO)?;
+        let after = tor_connections(k, "10.0.1.1")?;
+        ensure!(
+            after == before,
+            "deleting the BGPFilter reset the session ({before} -> {after} connections)"
+        );
+        // The filter comes back: valid again, still the same session.
+        k.cp.apply(filter)?;
+        wait_for(SETTLE, "ConfigValid=True again", || {
+            let (status, message) = config_valid(k, "node1")?;
+            ensure!(status == "True", "{status}: {message}");
+            Ok(())
+        })?;
+        ensure!(tor_connections(k, "10.0.1.1")? == before, "the session was reset");
         Ok(())
     });
 }

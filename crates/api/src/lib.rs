@@ -42,10 +42,26 @@ pub struct Sources {
     pub ipam: Option<std::sync::Arc<dyn petrel_ipam::backend::IpamBackend>>,
     /// What the service engine advertises and rejects.
     pub services: Option<tokio::sync::watch::Receiver<petrel_services::ServicesView>>,
+    /// The state of this node's configuration (`GetConfigStatus`); `None`
+    /// serves "not loaded".
+    pub config: Option<ConfigStatusFn>,
 }
+
+/// One object the configuration could not use as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub kind: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// Reads the configuration's state: `None` before a configuration is
+/// loaded, else the invalid objects.
+pub type ConfigStatusFn = std::sync::Arc<dyn Fn() -> Option<Vec<ConfigProblem>> + Send + Sync>;
 
 struct Service {
     speaker: SpeakerHandle,
+    config: Option<ConfigStatusFn>,
     dataplane: Option<(DataplaneHandle, DataplaneConfig)>,
     services: Option<tokio::sync::watch::Receiver<petrel_services::ServicesView>>,
     /// Ends event streams when the server shuts down.
@@ -158,6 +174,25 @@ pub fn services_view(view: Option<&petrel_services::ServicesView>) -> pb::ListSe
 
 #[tonic::async_trait]
 impl pb::agent_service_server::AgentService for Service {
+    async fn get_config_status(
+        &self,
+        _req: tonic::Request<pb::GetConfigStatusRequest>,
+    ) -> Result<tonic::Response<pb::GetConfigStatusResponse>, tonic::Status> {
+        let state = self.config.as_ref().and_then(|f| f());
+        Ok(tonic::Response::new(pb::GetConfigStatusResponse {
+            loaded: state.is_some(),
+            problems: state
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| pb::ConfigProblem {
+                    kind: p.kind,
+                    name: p.name,
+                    reason: p.reason,
+                })
+                .collect(),
+        }))
+    }
+
     async fn list_peers(
         &self,
         _req: tonic::Request<pb::ListPeersRequest>,
@@ -335,6 +370,7 @@ pub async fn serve(
         dataplane,
         ipam,
         services,
+        config,
         ..
     } = sources;
     if let Some(dir) = path.parent() {
@@ -363,6 +399,7 @@ pub async fn serve(
     let result = tonic::transport::Server::builder()
         .add_service(pb::agent_service_server::AgentServiceServer::new(Service {
             speaker,
+            config,
             dataplane,
             services,
             shutdown: shutdown.clone(),

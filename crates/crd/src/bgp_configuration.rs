@@ -84,8 +84,10 @@ pub struct BgpConfigurationSpec {
     )]
     #[schemars(length(max = 1024))]
     pub service_cluster_ips: Vec<CidrBlock>,
-    /// How LoadBalancer IPs are advertised. petrel supports `Enabled` (advertise
-    /// the CIDRs above) only; per-service /32 routes are not implemented.
+    /// How LoadBalancer IPs are advertised: `Enabled` advertises the
+    /// `serviceLoadBalancerIPs` CIDRs; `Disabled` advertises each LoadBalancer
+    /// IP as a /32 or /128 instead, while its Service has a ready endpoint.
+    /// [Default: Enabled]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_load_balancer_aggregation: Option<LoadBalancerAggregation>,
     /// Named communities, usable by name in `prefixAdvertisements`.

@@ -165,6 +165,7 @@ pub struct BgpPeerSpec {
     /// Selector (Calico syntax) of the nodes that have this peering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new(crate::selector::SELECTOR_CEL_RULE).message(crate::selector::SELECTOR_CEL_MESSAGE))]
     pub node_selector: Option<String>,
     /// Address of the peer, with an optional port: `10.0.0.1`, `10.0.0.1:1179`,
     /// `fd00::1`, `[fd00::1]:1179`.
@@ -187,6 +188,7 @@ pub struct BgpPeerSpec {
     /// Selector of other nodes to peer with (one peering per selected node and family).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new(crate::selector::SELECTOR_CEL_RULE).message(crate::selector::SELECTOR_CEL_MESSAGE))]
     pub peer_selector: Option<String>,
     /// Deprecated Calico field: `true` is `nextHopMode: Keep` for eBGP peers.
     #[serde(default, skip_serializing_if = "Option::is_none")]

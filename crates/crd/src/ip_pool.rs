@@ -12,7 +12,7 @@
 
 use crate::selector::{Selector, SelectorError};
 use ipnet::IpNet;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,17 +26,14 @@ pub const BLOCK_SIZE_RANGE_V4: std::ops::RangeInclusive<u8> = 20..=32;
 /// Allowed IPv6 block sizes.
 pub const BLOCK_SIZE_RANGE_V6: std::ops::RangeInclusive<u8> = 116..=128;
 
+// The `x_kube` rules make the API server enforce what `IpPoolSpec::validate`
+// checks on one object (overlaps between pools are the agent's: the pool
+// created first wins).
+const NO_ENCAPSULATION: &str = "petrel has no encapsulation (no IP-in-IP, no VXLAN): pods are routed natively over BGP; set it to Never or remove it";
+
 /// A pool of pod addresses.
 #[derive(
-    CustomResource,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Default,
+    CustomResource, Serialize, Deserialize, KubeSchema, Debug, Clone, PartialEq, Eq, Default,
 )]
 #[kube(
     group = "petrel.dev",
@@ -52,9 +49,22 @@ pub const BLOCK_SIZE_RANGE_V6: std::ops::RangeInclusive<u8> = 116..=128;
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
+#[x_kube(validation = Rule::new("!has(self.blockSize) || !isCIDR(self.cidr) || \
+        (cidr(self.cidr).ip().family() == 4 ? (self.blockSize >= 20 && self.blockSize <= 32) \
+        : (self.blockSize >= 116 && self.blockSize <= 128))")
+    .message("blockSize must be 20-32 for an IPv4 pool and 116-128 for an IPv6 pool")
+    .field_path(".blockSize")
+    .reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.blockSize) || !isCIDR(self.cidr) || self.blockSize >= cidr(self.cidr).prefixLength()")
+    .message("a block does not fit in the pool: blockSize must be at least the prefix length of cidr")
+    .field_path(".blockSize")
+    .reason(Reason::FieldValueInvalid))]
 pub struct IpPoolSpec {
     /// The pool's prefix (RFC 4632 CIDR notation), e.g. `10.244.0.0/16`.
-    #[schemars(schema_with = "super::cidr_schema")]
+    #[schemars(schema_with = "super::cidr_schema", length(max = 64))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56"))]
+    #[x_kube(validation = Rule::new("!isCIDR(self) || cidr(self) == cidr(self).masked()")
+        .message("has host bits set: use the prefix itself, such as 10.40.0.0/16 for 10.40.1.7/16"))]
     pub cidr: IpNet,
     /// Prefix length of the blocks nodes claim. [Default: 26 (IPv4), 122 (IPv6);
     /// allowed 20–32 and 116–128]
@@ -62,6 +72,8 @@ pub struct IpPoolSpec {
     pub block_size: Option<u8>,
     /// Selector (Calico syntax) of the nodes that use this pool. [Default: all()]
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new(crate::selector::SELECTOR_CEL_RULE).message(crate::selector::SELECTOR_CEL_MESSAGE))]
     pub node_selector: Option<String>,
     /// Calico's per-namespace pool choice. petrel accepts only an empty
     /// selector or `all()`.
@@ -86,13 +98,18 @@ pub struct IpPoolSpec {
     pub assignment_mode: Option<AssignmentMode>,
     /// IP-in-IP encapsulation. petrel does not encapsulate: only `Never`.
     #[serde(rename = "ipipMode", default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == 'Never'").message(NO_ENCAPSULATION).reason(Reason::FieldValueForbidden))]
     pub ipip_mode: Option<EncapsulationMode>,
     /// VXLAN encapsulation. petrel does not encapsulate: only `Never`.
     #[serde(rename = "vxlanMode", default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == 'Never'").message(NO_ENCAPSULATION).reason(Reason::FieldValueForbidden))]
     pub vxlan_mode: Option<EncapsulationMode>,
     /// Source NAT of traffic leaving the pool. petrel routes pod addresses
     /// natively and does not NAT: only `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[x_kube(validation = Rule::new("!self")
+        .message("true is not supported: petrel does not NAT, pod addresses are routed natively and must be reachable from outside; set it to false or remove it")
+        .reason(Reason::FieldValueForbidden))]
     pub nat_outgoing: bool,
 }
 
@@ -297,8 +314,24 @@ pub struct PoolOverlap {
     pub other_cidr: IpNet,
 }
 
-/// Every pair of overlapping pools (each pair once, in input order).
+/// Every pair of overlapping pools, each pair once. The pool created later
+/// (`metadata.creationTimestamp`, then the name when the times are equal) is
+/// the one reported: the pool that existed first, and may have blocks in
+/// use, wins. Pools without a creation time (manifest files) come after, in
+/// input order.
 pub fn check_pool_overlaps(pools: &[IPPool]) -> Vec<PoolOverlap> {
+    let mut pools: Vec<&IPPool> = pools.iter().collect();
+    pools.sort_by(|a, b| {
+        match (
+            &a.metadata.creation_timestamp,
+            &b.metadata.creation_timestamp,
+        ) {
+            (Some(x), Some(y)) => x.cmp(y).then_with(|| a.metadata.name.cmp(&b.metadata.name)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        }
+    });
     let mut out = Vec::new();
     for (i, a) in pools.iter().enumerate() {
         for b in &pools[i + 1..] {
@@ -474,6 +507,20 @@ mod tests {
             "{msg}"
         );
         assert!(check_pool_overlaps(&pools[..2]).is_empty());
+        // The pool created first wins, whatever the names.
+        let mut old = named("pods", "10.123.0.0/16");
+        let mut new = named("aaa-overlap", "10.123.0.0/17");
+        let t = |s: &str| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(s.parse().unwrap());
+        old.metadata.creation_timestamp = Some(t("2026-01-01T00:00:00Z"));
+        new.metadata.creation_timestamp = Some(t("2026-06-01T00:00:00Z"));
+        for pools in [[old.clone(), new.clone()], [new, old]] {
+            let o = check_pool_overlaps(&pools);
+            assert_eq!(o.len(), 1, "{o:?}");
+            assert_eq!(
+                (o[0].pool.as_str(), o[0].other.as_str()),
+                ("aaa-overlap", "pods")
+            );
+        }
         assert!(!nets_overlap(
             &"10.0.0.0/24".parse().unwrap(),
             &"fd00::/8".parse().unwrap()

@@ -32,6 +32,33 @@ pub const MAX_DEPTH: usize = 64;
 /// Maximum length of a label (Calico's limit).
 pub const MAX_LABEL_LEN: usize = 512;
 
+/// The regular expression of one term of the selector grammar (RE2 syntax).
+macro_rules! selector_term {
+    () => {
+        concat!(
+            r#"(all\s*\(\s*\)|global\s*\(\s*\)|has\s*\(\s*[A-Za-z0-9_./-]+\s*\)"#,
+            r#"|[A-Za-z0-9_./-]+\s*(==|!=)\s*('[^']*'|"[^"]*")"#,
+            r#"|[A-Za-z0-9_./-]+\s+(not\s*)?in\s*\{\s*(('[^']*'|"[^"]*")\s*(,\s*('[^']*'|"[^"]*")\s*)*,?\s*)?\}"#,
+            r#"|[A-Za-z0-9_./-]+\s+(contains|starts\s*with|ends\s*with)\s*('[^']*'|"[^"]*"))"#
+        )
+    };
+}
+/// A CEL rule (for the CRDs' `x-kubernetes-validations`) that accepts what
+/// [`Selector::parse`] accepts, up to the balance of parentheses and the
+/// nesting limit, which a regular expression cannot check (the agent still
+/// reports those): terms joined by `&&` / `||`, each with any `!` and `(`
+/// before and `)` after.
+pub const SELECTOR_CEL_RULE: &str = concat!(
+    r#"self.matches(r"""^\s*([\s(!]*"#,
+    selector_term!(),
+    r#"[\s)]*(\s*(&&|\|\|)[\s(!]*"#,
+    selector_term!(),
+    r#"[\s)]*)*)?\s*$""")"#
+);
+
+/// The message of [`SELECTOR_CEL_RULE`].
+pub const SELECTOR_CEL_MESSAGE: &str = "must be a selector in Calico syntax, such as all(), rack == 'r1', has(label), zone in {'a', 'b'}, joined with &&, || and !";
+
 /// A parsed selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {

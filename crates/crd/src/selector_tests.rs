@@ -230,3 +230,65 @@ proptest::proptest! {
         }
     }
 }
+
+/// The CRDs' CEL rule for selectors accepts every selector petrel parses, and
+/// rejects the malformed ones a regular expression can tell apart.
+#[test]
+fn cel_rule_agrees_with_the_parser() {
+    let body = SELECTOR_CEL_RULE
+        .strip_prefix(r#"self.matches(r""""#)
+        .and_then(|r| r.strip_suffix(r#"""")"#))
+        .expect("the rule is self.matches(r\"\"\"...\"\"\")");
+    let re = regex::Regex::new(body).expect("the rule's regular expression compiles");
+    let valid = [
+        "",
+        "   ",
+        "all()",
+        "all( )",
+        "global()",
+        "!all()",
+        "has(rack)",
+        "! has( petrel.dev/route-reflector )",
+        "rack == 'r1'",
+        "rack=='r1'",
+        "rack != \"r1\"",
+        "kubernetes.io/hostname in {'a', 'b',}",
+        "zone not in {}",
+        "zone notin {\"x\"}",
+        "name contains 'x' && name starts with 'w' || name ends with 'z'",
+        "name startswith 'w'",
+        "(rack == 'r1' || rack == 'r2') && !(role == 'rr')",
+        "((a == 'x'))",
+        "route-reflector == 'true'",
+        "all == 'x'",
+        "a == '' && b != \"it's\"",
+    ];
+    for sel in valid {
+        assert!(Selector::parse(sel).is_ok(), "{sel:?} should parse");
+        assert!(re.is_match(sel), "the CEL rule rejects the valid {sel:?}");
+    }
+    let invalid = [
+        "rack = 'r1'",
+        "rack == r1",
+        "rack == 'r1",
+        "rack in ('a')",
+        "rack in {a}",
+        "&& a == 'x'",
+        "a == 'x' &&",
+        "a == 'x' b == 'y'",
+        "all",
+        "has()",
+        "has(a",
+        "!= 'x'",
+        "a === 'x'",
+        "a contains x",
+        "rack is 'r1'",
+    ];
+    for sel in invalid {
+        assert!(Selector::parse(sel).is_err(), "{sel:?} should not parse");
+        assert!(
+            !re.is_match(sel),
+            "the CEL rule accepts the invalid {sel:?}"
+        );
+    }
+}

@@ -37,6 +37,7 @@ pub use node::{
 };
 pub use resolve::{
     DEFAULT_AS_NUMBER, DEFAULT_HOLD_TIME, DEFAULT_MAX_RESTART_TIME, DEFAULT_PORT, resolve,
+    resolve_with,
 };
 pub use watch::publish_changed;
 pub use watch::{resolve_snapshots, watch_dir, watch_snapshots};
@@ -61,6 +62,10 @@ pub struct Snapshot {
     pub services: Vec<Service>,
     /// EndpointSlices: which nodes have ready endpoints of a Service.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Objects left out or replaced by their last valid version when the
+    /// snapshot was assembled (the Kubernetes datastore); resolution adds
+    /// its own and reports them all in [`resolved::NodeConfig::problems`].
+    pub problems: Vec<resolved::ConfigProblem>,
 }
 
 /// Parses and validates the text of one manifest file named `name`, as

@@ -185,7 +185,7 @@ pub(crate) fn parse_files(
             }
         }
     }
-    let snapshot = check_and_assemble(objects, &mut errors);
+    let snapshot = check_and_assemble(objects, &mut errors, true);
     if errors.is_empty() {
         Ok(snapshot)
     } else {
@@ -208,7 +208,7 @@ pub fn assemble_values(source: &str, values: Vec<Value>) -> (Snapshot, Vec<Manif
             Err(e) => errors.extend(e),
         }
     }
-    let mut snapshot = check_and_assemble(objects, &mut errors);
+    let mut snapshot = check_and_assemble(objects, &mut errors, false);
     let bad: std::collections::BTreeSet<(String, String)> = errors
         .iter()
         .filter_map(|e| e.object.as_ref())
@@ -382,7 +382,15 @@ fn parse_object(
 }
 
 /// Per-object validation, duplicates and references between objects.
-fn check_and_assemble(objects: Vec<(Origin, Object)>, errors: &mut Vec<ManifestError>) -> Snapshot {
+/// With `references` false (the Kubernetes datastore), a peer's or the mesh's
+/// missing Secret key or BGPFilter is not an error of the object: resolution
+/// keeps the peer's last resolved password and filters and reports it
+/// ([`crate::resolve_with`]), so the session is not taken down.
+fn check_and_assemble(
+    objects: Vec<(Origin, Object)>,
+    errors: &mut Vec<ManifestError>,
+    references: bool,
+) -> Snapshot {
     let mut seen: BTreeMap<(String, String), Origin> = BTreeMap::new();
     let mut snapshot = Snapshot::default();
     let mut peer_origins = Vec::new();
@@ -458,7 +466,8 @@ fn check_and_assemble(objects: Vec<(Origin, Object)>, errors: &mut Vec<ManifestE
         }
     }
     // References from peers: filters and secrets.
-    for (peer, origin) in snapshot.peers.iter().zip(&peer_origins) {
+    let peer_refs = if references { &peer_origins[..] } else { &[] };
+    for (peer, origin) in snapshot.peers.iter().zip(peer_refs) {
         for (i, f) in peer.spec.filters.iter().enumerate() {
             if !f.is_empty()
                 && !snapshot
@@ -482,7 +491,8 @@ fn check_and_assemble(objects: Vec<(Origin, Object)>, errors: &mut Vec<ManifestE
             errors.push(origin.error(Some("spec.password.secretKeyRef".into()), r));
         }
     }
-    if let (Some(cfg), Some(origin)) = (&snapshot.bgp_configuration, &config_origin)
+    if let (Some(cfg), Some(origin), true) =
+        (&snapshot.bgp_configuration, &config_origin, references)
         && let Some(sel) = cfg
             .spec
             .node_mesh_password

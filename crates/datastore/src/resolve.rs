@@ -21,7 +21,7 @@
 use super::Snapshot;
 use super::error::DatastoreError;
 use super::node::{NodeInfo, node_info};
-use super::resolved::{BindMode, NextHopMode, NodeConfig, PeerConfig, PeerOrigin};
+use super::resolved::{BindMode, ConfigProblem, NextHopMode, NodeConfig, PeerConfig, PeerOrigin};
 use super::validate::{community_by_name_or_value, lookup_secret};
 use ipnet::IpNet;
 use petrel_bgp::wire::Family;
@@ -45,6 +45,18 @@ pub const DEFAULT_MAX_PATHS: u16 = 16;
 
 /// Computes the configuration of `node_name`.
 pub fn resolve(snapshot: &Snapshot, node_name: &str) -> Result<NodeConfig, DatastoreError> {
+    resolve_with(snapshot, node_name, None)
+}
+
+/// [`resolve`], given the last configuration resolved for this node: a peer
+/// whose Secret key or BGPFilter is missing keeps its last password and
+/// filters (the node-to-node mesh its last password), and the problem is
+/// reported in [`NodeConfig::problems`] with those of the snapshot.
+pub fn resolve_with(
+    snapshot: &Snapshot,
+    node_name: &str,
+    previous: Option<&NodeConfig>,
+) -> Result<NodeConfig, DatastoreError> {
     let fail = |reason: String| DatastoreError::Resolve {
         node: node_name.to_string(),
         reason,
@@ -104,19 +116,29 @@ pub fn resolve(snapshot: &Snapshot, node_name: &str) -> Result<NodeConfig, Datas
         listen_port: cfg.listen_port.unwrap_or(DEFAULT_PORT),
         peers: BTreeMap::new(),
         used: HashSet::new(),
+        previous,
+        problems: BTreeSet::new(),
     };
     r.explicit_peers().map_err(fail)?;
     r.mesh_peers().map_err(fail)?;
 
     let mut filters = BTreeMap::new();
     for name in r.peers.values().flat_map(|p| &p.filters) {
-        let f = snapshot
+        // A filter kept from the last configuration (deleted since) keeps
+        // its last spec.
+        let spec = snapshot
             .filters
             .iter()
             .find(|f| f.metadata.name.as_deref() == Some(name.as_str()))
+            .map(|f| &f.spec)
+            .or_else(|| previous.and_then(|p| p.filters.get(name)))
             .ok_or_else(|| fail(format!("BGPFilter {name:?} not found")))?;
-        filters.insert(name.clone(), f.spec.clone());
+        filters.insert(name.clone(), spec.clone());
     }
+
+    let mut problems: BTreeSet<ConfigProblem> = snapshot.problems.iter().cloned().collect();
+    problems.append(&mut r.problems);
+    let problems: Vec<ConfigProblem> = problems.into_iter().collect();
 
     let mut prefix_communities = Vec::new();
     for pa in &cfg.prefix_advertisements {
@@ -148,6 +170,7 @@ pub fn resolve(snapshot: &Snapshot, node_name: &str) -> Result<NodeConfig, Datas
         pod_cidrs: me.pod_cidrs.clone(),
         cluster: Default::default(),
         max_paths: usize::from(cfg.max_paths.unwrap_or(DEFAULT_MAX_PATHS)),
+        problems,
     };
     let service_cidrs: Vec<IpNet> = cfg
         .service_cluster_ips
@@ -216,6 +239,10 @@ struct Resolver<'a> {
     listen_port: u16,
     peers: BTreeMap<PeerOrigin, PeerConfig>,
     used: HashSet<(IpAddr, u16)>,
+    /// The last configuration resolved for this node, whose peers keep their
+    /// password and filters when a Secret or BGPFilter goes missing.
+    previous: Option<&'a NodeConfig>,
+    problems: BTreeSet<ConfigProblem>,
 }
 
 fn family_of(ip: IpAddr) -> Family {
@@ -239,6 +266,14 @@ fn parse_selector(s: &str, peer: &str, field: &str) -> Result<Selector, String> 
 }
 
 impl<'a> Resolver<'a> {
+    fn problem(&mut self, kind: &str, name: &str, reason: String) {
+        self.problems.insert(ConfigProblem {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            reason,
+        });
+    }
+
     fn node_as(&self, n: &NodeInfo) -> u32 {
         n.as_number.unwrap_or(self.global_as)
     }
@@ -406,14 +441,79 @@ impl<'a> Resolver<'a> {
             Some(l) if forward => l,
             _ => self.local_as,
         };
+        // A Secret key or a BGPFilter this peer depends on that is missing
+        // or invalid must not take the session down: the peer keeps its last
+        // resolved password and filters, and the problem is reported. A peer
+        // never resolved before is left out until its references resolve.
+        let previous = self.previous.and_then(|p| p.peers.get(&t.origin));
         let password = match spec
             .password
             .as_ref()
             .and_then(|p| p.secret_key_ref.as_ref())
         {
-            Some(sel) => lookup_secret(&self.snapshot.secrets, sel)
-                .map_err(|r| format!("BGPPeer {name:?}: {r}"))?,
+            Some(sel) => match lookup_secret(&self.snapshot.secrets, sel) {
+                Ok(p) => p,
+                Err(r) => match previous {
+                    Some(prev) => {
+                        self.problem(
+                            "BGPPeer",
+                            name,
+                            format!("spec.password: {r}; keeping the last password"),
+                        );
+                        prev.password.clone()
+                    }
+                    None => {
+                        self.problem(
+                            "BGPPeer",
+                            name,
+                            format!("spec.password: {r}; the peer is left out until it resolves"),
+                        );
+                        return Ok(());
+                    }
+                },
+            },
             None => None,
+        };
+        let missing: Vec<&String> = spec
+            .filters
+            .iter()
+            .filter(|f| {
+                !f.is_empty()
+                    && !self
+                        .snapshot
+                        .filters
+                        .iter()
+                        .any(|x| x.metadata.name.as_ref() == Some(*f))
+            })
+            .collect();
+        let filters = if missing.is_empty() {
+            spec.filters
+                .iter()
+                .filter(|f| !f.is_empty())
+                .cloned()
+                .collect()
+        } else {
+            let list = missing
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            match previous {
+                Some(prev) => {
+                    self.problem(
+                        "BGPPeer",
+                        name,
+                        format!(
+                            "spec.filters: BGPFilter {list} not found; keeping the last filters"
+                        ),
+                    );
+                    prev.filters.clone()
+                }
+                None => {
+                    self.problem("BGPPeer", name, format!("spec.filters: BGPFilter {list} not found; the peer is left out until it resolves"));
+                    return Ok(());
+                }
+            }
         };
         let source_address = match spec.source_address {
             None | Some(SourceAddress::UseNodeIp) => Some(my_addr),
@@ -464,7 +564,7 @@ impl<'a> Resolver<'a> {
             next_hop_mode,
             num_allowed_local_as,
             max_prefixes: spec.max_prefixes,
-            filters: spec.filters.clone(),
+            filters,
             families: if forward && !spec.families.is_empty() {
                 let mut f: Vec<Family> = spec
                     .families
@@ -498,8 +598,32 @@ impl<'a> Resolver<'a> {
             .as_ref()
             .and_then(|p| p.secret_key_ref.as_ref())
         {
-            Some(sel) => lookup_secret(&self.snapshot.secrets, sel)
-                .map_err(|r| format!("nodeMeshPassword: {r}"))?,
+            Some(sel) => match lookup_secret(&self.snapshot.secrets, sel) {
+                Ok(p) => p,
+                Err(r) => {
+                    // Keep the mesh's last password; with none (the mesh never
+                    // ran), leave the mesh out until the Secret resolves.
+                    let last = self.previous.and_then(|p| {
+                        p.peers.values().find(|c| {
+                            matches!(c.origin, PeerOrigin::Mesh(_) | PeerOrigin::Mesh6(_))
+                        })
+                    });
+                    let Some(last) = last else {
+                        self.problem(
+                            "BGPConfiguration",
+                            "default",
+                            format!("spec.nodeMeshPassword: {r}; the node-to-node mesh is left out until it resolves"),
+                        );
+                        return Ok(());
+                    };
+                    self.problem(
+                        "BGPConfiguration",
+                        "default",
+                        format!("spec.nodeMeshPassword: {r}; keeping the mesh's last password"),
+                    );
+                    last.password.clone()
+                }
+            },
             None => None,
         };
         let max_restart_time = self

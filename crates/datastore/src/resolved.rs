@@ -126,6 +126,27 @@ pub struct NodeConfig {
     pub cluster: petrel_bgp::policy::ClusterView,
     /// Most equal-cost paths per prefix (`maxPaths`, default 16).
     pub max_paths: usize,
+    /// Objects that are invalid (on their own or because of another object)
+    /// and for which the last valid version, or the last resolved form, is
+    /// used instead: reported in the node's status, metrics and `petrel status`.
+    pub problems: Vec<ConfigProblem>,
+}
+
+/// An object the configuration could not use as it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConfigProblem {
+    /// `BGPPeer`, `BGPFilter`, `BGPConfiguration`, `IPPool`, `Node`, ...
+    pub kind: String,
+    /// The object's name (`namespace/name` for namespaced kinds).
+    pub name: String,
+    /// What is wrong, and what petrel does instead.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}: {}", self.kind, self.name, self.reason)
+    }
 }
 
 impl NodeConfig {

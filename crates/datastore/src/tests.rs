@@ -503,10 +503,6 @@ fn configuration_rules() {
             "spec.prefixAdvertisements[0].communities[0]: unknown community \"nope\"",
         ),
         (
-            "  serviceLoadBalancerAggregation: Disabled",
-            "spec.serviceLoadBalancerAggregation: Disabled (per-service /32 routes) is not supported",
-        ),
-        (
             "  nodeMeshPassword: {secretKeyRef: {name: x, key: y}}",
             "spec.nodeMeshPassword.secretKeyRef: Secret \"x\" not found",
         ),
@@ -519,6 +515,15 @@ fn configuration_rules() {
             "spec:\n{spec}\nwant: {prefix}\ngot:  {e}"
         );
     }
+    // serviceLoadBalancerAggregation: Disabled is supported (petrel_services
+    // advertises each LoadBalancer IP as a /32 or /128).
+    let s = load(&[("c.yaml", &cfg("  serviceLoadBalancerAggregation: Disabled"))])
+        .unwrap_or_else(|e| panic!("Disabled must load: {e}"));
+    assert_eq!(
+        s.bgp_configuration
+            .and_then(|c| c.spec.service_load_balancer_aggregation),
+        Some(petrel_crd::LoadBalancerAggregation::Disabled)
+    );
     // A BGPConfiguration without spec is the defaults.
     let s = load(&[(
         "c.yaml",

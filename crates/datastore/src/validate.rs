@@ -8,7 +8,7 @@ use petrel_crd::Community;
 use petrel_crd::selector::Selector;
 use petrel_crd::{
     BgpConfigurationSpec, BgpFilterRule, BgpFilterSpec, BgpPeerSpec, KubeDuration,
-    LoadBalancerAggregation, SecretKeySelector, SourceAddress,
+    SecretKeySelector, SourceAddress,
 };
 use std::net::IpAddr;
 
@@ -77,12 +77,6 @@ pub(crate) fn validate_config(spec: &BgpConfigurationSpec) -> Vec<FieldError> {
         errors.push(fe(
             "spec.maxPaths",
             format!("{n} is out of range: must be 1..=256"),
-        ));
-    }
-    if spec.service_load_balancer_aggregation == Some(LoadBalancerAggregation::Disabled) {
-        errors.push(fe(
-            "spec.serviceLoadBalancerAggregation",
-            "Disabled (per-service /32 routes) is not supported by petrel; remove the field or set Enabled",
         ));
     }
     let mesh_off = spec.node_to_node_mesh_enabled == Some(false);

@@ -10,8 +10,8 @@
 use super::Snapshot;
 use super::error::DatastoreError;
 use super::load::{SourceFile, parse_files, read_dir_files};
-use super::resolve;
-use super::resolved::NodeConfig;
+use super::resolve_with;
+use super::resolved::{ConfigProblem, NodeConfig};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -65,6 +65,33 @@ pub fn publish_changed<T: PartialEq>(tx: &watch::Sender<T>, value: T) -> bool {
             true
         }
     })
+}
+
+/// The errors of a manifest directory as problems of the objects they name
+/// (of the file when they name none).
+fn file_problems(e: &DatastoreError) -> Vec<ConfigProblem> {
+    let DatastoreError::Invalid(errors) = e else {
+        return vec![ConfigProblem {
+            kind: "Datastore".into(),
+            name: String::new(),
+            reason: e.to_string(),
+        }];
+    };
+    let mut out: Vec<ConfigProblem> = errors
+        .iter()
+        .map(|m| ConfigProblem {
+            kind: m.object.as_ref().map_or("File".into(), |o| o.kind.clone()),
+            name: m
+                .object
+                .as_ref()
+                .and_then(|o| o.name.clone())
+                .unwrap_or_else(|| m.file.clone()),
+            reason: format!("{m} (the directory is rejected: its last valid version is in use)"),
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The line to log for an error, or `None` when it is the error logged last
@@ -137,6 +164,18 @@ pub fn watch_snapshots(
                     if let Some(line) = new_error(&mut last_error, e.to_string(), have) {
                         tracing::error!(dir = %dir.display(), "{line}");
                     }
+                    // The last good snapshot stays, carrying the errors so
+                    // that status, metrics and `petrel status` show them.
+                    let problems = file_problems(&e);
+                    tx.send_if_modified(|cur| match cur {
+                        Some(s) if s.problems != problems => {
+                            let mut next = Snapshot::clone(s);
+                            next.problems = problems;
+                            *cur = Some(Arc::new(next));
+                            true
+                        }
+                        _ => false,
+                    });
                 }
             }
         }
@@ -157,17 +196,51 @@ pub fn resolve_snapshots(
     let (tx, rx) = watch::channel(None);
     let handle = tokio::spawn(async move {
         let mut last_error: Option<String> = None;
+        // The last configuration resolved: peers whose Secret or BGPFilter
+        // goes missing keep their last password and filters.
+        let mut previous: Option<Arc<NodeConfig>> = None;
         loop {
             let snapshot = snapshots.borrow_and_update().clone();
             if let Some(snapshot) = snapshot {
                 let name = node_name.clone();
-                let Ok(result) =
-                    tokio::task::spawn_blocking(move || resolve(&snapshot, &name)).await
+                let prev = previous.clone();
+                let snap = snapshot.clone();
+                let Ok(result) = tokio::task::spawn_blocking(move || {
+                    resolve_with(&snap, &name, prev.as_deref())
+                })
+                .await
                 else {
                     break;
                 };
                 match result {
                     Ok(config) => {
+                        // Problems found by resolution (the snapshot's own
+                        // were logged when it was assembled): once each.
+                        let before = previous.as_ref().map_or(&[][..], |p| &p.problems[..]);
+                        for p in &config.problems {
+                            if !snapshot.problems.contains(p) && !before.contains(p) {
+                                tracing::error!(
+                                    node = node_name.as_str(),
+                                    object = %format!("{}/{}", p.kind, p.name),
+                                    "invalid reference: {}",
+                                    p.reason
+                                );
+                            }
+                        }
+                        for p in before {
+                            if !config
+                                .problems
+                                .iter()
+                                .any(|q| q.kind == p.kind && q.name == p.name)
+                            {
+                                tracing::info!(
+                                    node = node_name.as_str(),
+                                    object = %format!("{}/{}", p.kind, p.name),
+                                    "object is valid again"
+                                );
+                            }
+                        }
+                        previous = Some(Arc::new(config.clone()));
                         if last_error.take().is_some() {
                             tracing::info!(
                                 node = node_name.as_str(),
@@ -182,6 +255,16 @@ pub fn resolve_snapshots(
                         let have = tx.borrow().is_some();
                         if let Some(line) = new_error(&mut last_error, e.to_string(), have) {
                             tracing::error!(node = node_name.as_str(), "{line}");
+                        }
+                        // The last configuration stays, reporting why.
+                        if let Some(prev) = &previous {
+                            let mut kept = NodeConfig::clone(prev);
+                            kept.problems.push(ConfigProblem {
+                                kind: "Node".into(),
+                                name: node_name.clone(),
+                                reason: format!("{e} (keeping the last good configuration)"),
+                            });
+                            publish_changed(&tx, Some(kept));
                         }
                     }
                 }

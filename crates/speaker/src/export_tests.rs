@@ -30,6 +30,7 @@ fn node(cluster: Option<&str>) -> NodeConfig {
         pod_cidrs: vec![],
         cluster: Default::default(),
         max_paths: 16,
+        problems: Vec::new(),
     }
 }
 

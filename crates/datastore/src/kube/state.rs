@@ -4,6 +4,7 @@
 //! Fed watch events (already converted to JSON values); returns snapshots.
 //! No tokio, no clocks, no client: the driver (`super::driver`) does the I/O.
 
+use crate::resolved::ConfigProblem;
 use crate::{ManifestError, Snapshot, assemble_values};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -155,14 +156,13 @@ pub fn normalize(kind: Kind, mut value: Value) -> Value {
         obj.insert("apiVersion".into(), Value::String(api_version.into()));
         obj.insert("kind".into(), Value::String(kind_name.into()));
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            for k in [
-                "managedFields",
-                "resourceVersion",
-                "generation",
-                "selfLink",
-                "creationTimestamp",
-            ] {
+            for k in ["managedFields", "resourceVersion", "generation", "selfLink"] {
                 meta.remove(k);
+            }
+            if kind != Kind::IpPool {
+                // An IPPool keeps it: among overlapping pools, the one
+                // created first wins.
+                meta.remove("creationTimestamp");
             }
         }
         if kind == Kind::Node {
@@ -417,16 +417,50 @@ impl State {
                 inputs.insert(k.clone(), v.clone());
             }
         }
-        let (mut snapshot, mut errors) =
+        let (mut snapshot, mut errors2) =
             assemble_values(SOURCE, inputs.values().cloned().collect());
-        if !bad.is_empty() && !errors.is_empty() {
-            // A last good version may be invalid now (a filter it names was
-            // deleted): leave those out and assemble once more, so that the
-            // published objects are exactly the valid ones.
-            inputs.retain(|k, _| !errors.iter().any(|e| k.matches(e)));
-            (snapshot, errors) = assemble_values(SOURCE, inputs.values().cloned().collect());
+        let mut dropped = BTreeSet::new();
+        if !bad.is_empty() && !errors2.is_empty() {
+            // A last good version may be invalid now (it overlaps a pool):
+            // leave those out and assemble once more, so that the published
+            // objects are exactly the valid ones.
+            dropped.extend(
+                inputs
+                    .keys()
+                    .filter(|k| errors2.iter().any(|e| k.matches(e)))
+                    .cloned(),
+            );
+            inputs.retain(|k, _| !dropped.contains(k));
+            (snapshot, errors2) = assemble_values(SOURCE, inputs.values().cloned().collect());
         }
-        inputs.retain(|k, _| !errors.iter().any(|e| k.matches(e)));
+        inputs.retain(|k, _| !errors2.iter().any(|e| k.matches(e)));
+        // Every invalid object is reported (status, metrics, `petrel status`).
+        snapshot.problems = bad
+            .iter()
+            .map(|k| {
+                let reasons: Vec<String> = errors
+                    .iter()
+                    .filter(|e| k.matches(e))
+                    .map(|e| match &e.field {
+                        Some(f) => format!("{f}: {}", e.reason),
+                        None => e.reason.clone(),
+                    })
+                    .collect();
+                let kept = if inputs.contains_key(*k) && !dropped.contains(*k) {
+                    "keeping its last valid version"
+                } else {
+                    "left out"
+                };
+                ConfigProblem {
+                    kind: k.kind.name().to_string(),
+                    name: match &k.namespace {
+                        Some(ns) => format!("{ns}/{}", k.name),
+                        None => k.name.clone(),
+                    },
+                    reason: format!("{} ({kept})", reasons.join("; ")),
+                }
+            })
+            .collect();
         for (k, v) in &inputs {
             self.good.insert(k.clone(), v.clone());
         }

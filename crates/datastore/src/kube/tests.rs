@@ -238,11 +238,152 @@ fn unreadable_secret_does_not_block_the_rest() {
     assert!(s.mark_unreadable(&WatchKey::Secret("forbidden".into())));
     assert!(s.ready());
     let names: Vec<_> = peer_ips(&mut s).into_iter().map(|p| p.0).collect();
-    assert_eq!(
-        names,
-        vec!["ok".to_string()],
-        "the peer without its Secret is left out"
+    // The peer without its Secret stays in the snapshot: resolution leaves it
+    // out (never resolved) or keeps its last password (see below).
+    assert_eq!(names, vec!["ok".to_string(), "p".to_string()]);
+}
+
+fn node_n1() -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+           "metadata": {"name": "n1", "annotations": {"petrel.dev/ipv4-address": "192.0.2.1/24"}}})
+}
+
+fn filter(name: &str) -> Value {
+    json!({"apiVersion": "petrel.dev/v1", "kind": "BGPFilter", "metadata": {"name": name},
+           "spec": {"exportV4": [{"action": "Reject", "cidr": "10.0.0.0/8", "matchOperator": "In"}]}})
+}
+
+fn pool(name: &str, cidr: &str, created: &str) -> Value {
+    json!({"apiVersion": "petrel.dev/v1", "kind": "IPPool",
+           "metadata": {"name": name, "creationTimestamp": created},
+           "spec": {"cidr": cidr}})
+}
+
+/// Issue 12: a peer whose Secret key or BGPFilter goes away keeps its last
+/// resolved password and filters (the session stays up) and the problem is
+/// reported; a peer that never resolved is left out, reported too.
+#[test]
+fn missing_secret_key_or_filter_keeps_the_last_resolved_peer() {
+    use crate::resolved::PeerOrigin;
+    let mut s = synced();
+    s.handle(&WatchKey::Kind(Kind::Node), WatchEvent::Apply(node_n1()));
+    s.handle(
+        &WatchKey::Kind(Kind::BgpFilter),
+        WatchEvent::Apply(filter("f")),
     );
+    let mut p = peer_with_secret("p", "bgp-pw");
+    p["spec"]["filters"] = json!(["f"]);
+    s.handle(&PEERS, WatchEvent::Apply(p.clone()));
+    s.set_secret_watches(&s.referenced_secrets());
+    let key = WatchKey::Secret("bgp-pw".into());
+    s.handle(&key, WatchEvent::Init);
+    s.handle(&key, WatchEvent::InitApply(secret("bgp-pw")));
+    s.handle(&key, WatchEvent::InitDone);
+    let first = crate::resolve_with(&s.build("n1").snapshot, "n1", None).unwrap();
+    let origin = PeerOrigin::BgpPeer("p".into());
+    assert_eq!(first.peers[&origin].password.as_deref(), Some("secret"));
+    assert_eq!(first.peers[&origin].filters, vec!["f".to_string()]);
+    assert!(first.problems.is_empty(), "{:?}", first.problems);
+
+    // The key is removed from the Secret, and the filter is deleted.
+    let mut no_key = secret("bgp-pw");
+    no_key["data"] = json!({"other": "eA=="});
+    s.handle(&key, WatchEvent::Apply(no_key));
+    s.handle(
+        &WatchKey::Kind(Kind::BgpFilter),
+        WatchEvent::Delete(filter("f")),
+    );
+    let snapshot = s.build("n1").snapshot;
+    let next = crate::resolve_with(&snapshot, "n1", Some(&first)).unwrap();
+    assert_eq!(
+        next.peers[&origin], first.peers[&origin],
+        "the session is kept as it was"
+    );
+    assert_eq!(
+        next.filters, first.filters,
+        "the deleted filter keeps its last spec"
+    );
+    let reasons: Vec<String> = next.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.starts_with("BGPPeer/p: ")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("has no key \"pw\"")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("BGPFilter \"f\" not found")),
+        "{reasons:?}"
+    );
+    // Resolving again from that configuration keeps it still.
+    let again = crate::resolve_with(&snapshot, "n1", Some(&next)).unwrap();
+    assert_eq!(again, next);
+
+    // Without a last resolved form the peer is left out, and reported.
+    let fresh = crate::resolve_with(&snapshot, "n1", None).unwrap();
+    assert!(fresh.peers.is_empty());
+    assert!(
+        !fresh.problems.is_empty() && fresh.problems.iter().all(|p| p.name == "p"),
+        "{:?}",
+        fresh.problems
+    );
+
+    // Fixed: the new password is used and the problems go.
+    let mut new_key = secret("bgp-pw");
+    new_key["data"] = json!({"pw": "bmV3"});
+    s.handle(&key, WatchEvent::Apply(new_key));
+    s.handle(
+        &WatchKey::Kind(Kind::BgpFilter),
+        WatchEvent::Apply(filter("f")),
+    );
+    let fixed = crate::resolve_with(&s.build("n1").snapshot, "n1", Some(&next)).unwrap();
+    assert_eq!(fixed.peers[&origin].password.as_deref(), Some("new"));
+    assert!(fixed.problems.is_empty(), "{:?}", fixed.problems);
+}
+
+/// Issue 12: among overlapping pools the one created first wins, whatever
+/// the names; the other is reported.
+#[test]
+fn overlapping_pool_created_later_loses() {
+    let mut s = synced();
+    s.handle(&WatchKey::Kind(Kind::Node), WatchEvent::Apply(node_n1()));
+    let pools = WatchKey::Kind(Kind::IpPool);
+    s.handle(
+        &pools,
+        WatchEvent::Apply(pool("pods", "10.123.0.0/16", "2026-01-01T00:00:00Z")),
+    );
+    let built = s.build("n1");
+    assert_eq!(built.snapshot.ip_pools.len(), 1);
+    s.handle(
+        &pools,
+        WatchEvent::Apply(pool("aaa-overlap", "10.123.0.0/17", "2026-06-01T00:00:00Z")),
+    );
+    let built = s.build("n1");
+    let names: Vec<_> = built
+        .snapshot
+        .ip_pools
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(names, vec!["pods".to_string()]);
+    assert_eq!(
+        built.snapshot.problems.len(),
+        1,
+        "{:?}",
+        built.snapshot.problems
+    );
+    let p = &built.snapshot.problems[0];
+    assert_eq!(
+        (p.kind.as_str(), p.name.as_str()),
+        ("IPPool", "aaa-overlap")
+    );
+    assert!(p.reason.contains("overlaps IPPool pods"), "{}", p.reason);
+    let cfg = crate::resolve(&built.snapshot, "n1").unwrap();
+    assert_eq!(cfg.problems, built.snapshot.problems);
 }
 
 #[test]
@@ -380,4 +521,56 @@ fn watch_backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
     b.reset();
     let d = b.next().unwrap();
     assert!(d < ms(500), "reset starts over: {d:?}");
+}
+
+/// Issue 12: the node-to-node mesh keeps its last password when the key
+/// goes away from its Secret; without a last password the mesh is left out.
+#[test]
+fn mesh_keeps_its_last_password() {
+    use crate::resolved::PeerOrigin;
+    let mut s = synced();
+    s.handle(&WatchKey::Kind(Kind::Node), WatchEvent::Apply(node_n1()));
+    s.handle(
+        &WatchKey::Kind(Kind::Node),
+        WatchEvent::Apply(json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n2", "annotations": {"petrel.dev/ipv4-address": "192.0.2.2/24"}}})),
+    );
+    s.handle(
+        &WatchKey::Kind(Kind::BgpConfiguration),
+        WatchEvent::Apply(
+            json!({"apiVersion": "petrel.dev/v1", "kind": "BGPConfiguration",
+            "metadata": {"name": "default"},
+            "spec": {"nodeMeshPassword": {"secretKeyRef": {"name": "mesh", "key": "pw"}}}}),
+        ),
+    );
+    s.set_secret_watches(&s.referenced_secrets());
+    let key = WatchKey::Secret("mesh".into());
+    s.handle(&key, WatchEvent::Init);
+    s.handle(&key, WatchEvent::InitApply(secret("mesh")));
+    s.handle(&key, WatchEvent::InitDone);
+    let first = crate::resolve_with(&s.build("n1").snapshot, "n1", None).unwrap();
+    let mesh = PeerOrigin::Mesh("n2".into());
+    assert_eq!(first.peers[&mesh].password.as_deref(), Some("secret"));
+
+    let mut no_key = secret("mesh");
+    no_key["data"] = json!({});
+    s.handle(&key, WatchEvent::Apply(no_key));
+    let snapshot = s.build("n1").snapshot;
+    assert!(
+        snapshot.bgp_configuration.is_some(),
+        "the BGPConfiguration stays"
+    );
+    let next = crate::resolve_with(&snapshot, "n1", Some(&first)).unwrap();
+    assert_eq!(next.peers, first.peers, "the mesh keeps its last password");
+    assert_eq!(next.problems.len(), 1, "{:?}", next.problems);
+    assert_eq!(
+        (
+            next.problems[0].kind.as_str(),
+            next.problems[0].name.as_str()
+        ),
+        ("BGPConfiguration", "default")
+    );
+    let fresh = crate::resolve_with(&snapshot, "n1", None).unwrap();
+    assert!(fresh.peers.is_empty(), "no mesh without its password");
+    assert_eq!(fresh.problems.len(), 1, "{:?}", fresh.problems);
 }

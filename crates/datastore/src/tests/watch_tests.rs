@@ -46,16 +46,40 @@ async fn watch_dir_follows_changes_and_keeps_last_good_config() {
 
     // Change it (rename-and-replace).
     replace(dir.path(), "peers.yaml", &tor("65001"));
-    assert_eq!(tor_as(&next_config(&mut rx).await), 65001);
+    let cfg_65001 = next_config(&mut rx).await;
+    assert_eq!(tor_as(&cfg_65001), 65001);
+    assert!(cfg_65001.problems.is_empty());
 
-    // Break it: the last good configuration stays.
+    // Break it: the last good configuration stays, and reports the error
+    // (status, metrics, `petrel status`).
     replace(dir.path(), "peers.yaml", &tor("not-a-number"));
+    let broken = next_config(&mut rx).await;
+    assert_eq!(tor_as(&broken), 65001);
+    let mut unchanged = broken.clone();
+    unchanged.problems.clear();
+    assert_eq!(unchanged, cfg_65001, "only the problems change");
+    assert_eq!(broken.problems.len(), 1, "{:?}", broken.problems);
+    assert_eq!(
+        (
+            broken.problems[0].kind.as_str(),
+            broken.problems[0].name.as_str()
+        ),
+        ("BGPPeer", "tor")
+    );
+    assert!(
+        broken.problems[0].reason.contains("spec.asNumber"),
+        "{}",
+        broken.problems[0].reason
+    );
     tokio::time::sleep(INTERVAL * 10).await;
     assert!(
         !rx.has_changed().unwrap(),
-        "a broken manifest must not publish"
+        "a broken manifest publishes once"
     );
-    assert_eq!(rx.borrow().as_ref().map(tor_as), Some(65001));
+
+    // Fixed back to the same content: the problems go.
+    replace(dir.path(), "peers.yaml", &tor("65001"));
+    assert_eq!(next_config(&mut rx).await, cfg_65001);
 
     // A change that resolves to the same configuration publishes nothing.
     replace(

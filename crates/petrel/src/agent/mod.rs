@@ -204,7 +204,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         let sources = crate::metrics::Sources {
             speaker: speaker.clone(),
             dataplane: Some(dataplane.clone()),
-            config,
+            config: config.clone(),
         };
         let more = crate::metrics::MoreSources {
             ipam: Some(backend.clone()),
@@ -220,7 +220,12 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     // With Kubernetes, the node's status goes to its PetrelNode object.
     let status_tasks = client.map(|client| {
         let (tx, rx) = tokio::sync::watch::channel(petrel_crd::NodeStatusReport::default());
-        let reporter = tokio::spawn(status_report::run(speaker.clone(), backend.clone(), tx));
+        let reporter = tokio::spawn(status_report::run(
+            speaker.clone(),
+            backend.clone(),
+            config.clone(),
+            tx,
+        ));
         let writer = petrel_datastore::kube::spawn_status_writer(client, node.clone(), rx);
         [reporter, writer]
     });
@@ -232,6 +237,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             dataplane: Some((dataplane.clone(), opts.dataplane.clone())),
             ipam: Some(backend),
             services: Some(services_view),
+            config: Some(status_report::config_status_fn(config.clone())),
         },
         shutdown.clone(),
     ));

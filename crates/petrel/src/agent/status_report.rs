@@ -2,7 +2,8 @@
 //! every few seconds from the speaker's peers and IPAM's blocks, and handed
 //! to the status writer, which rate-limits the writes.
 
-use petrel_crd::{BlockReport, NodeStatusReport, PeerReport};
+use petrel_crd::{BlockReport, ConditionReport, NodeStatusReport, PeerReport};
+use petrel_datastore::resolved::NodeConfig;
 use petrel_ipam::backend::{BlockClaimState, IpamBackend};
 use petrel_speaker::SpeakerHandle;
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ const INTERVAL: Duration = Duration::from_secs(2);
 pub async fn run(
     speaker: SpeakerHandle,
     ipam: Arc<dyn IpamBackend>,
+    config: watch::Receiver<Option<NodeConfig>>,
     tx: watch::Sender<NodeStatusReport>,
 ) {
     // When each peer entered its current state, as first seen here.
@@ -71,8 +73,112 @@ pub async fn run(
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             peers: reports,
             blocks,
-            conditions: vec![],
+            conditions: vec![config_condition(config.borrow().as_ref())],
         };
         petrel_datastore::publish_changed(&tx, report);
+    }
+}
+
+/// What `GetConfigStatus` serves: the problems of the current configuration.
+pub fn config_status_fn(config: watch::Receiver<Option<NodeConfig>>) -> petrel_api::ConfigStatusFn {
+    Arc::new(move || {
+        config.borrow().as_ref().map(|c| {
+            c.problems
+                .iter()
+                .map(|p| petrel_api::ConfigProblem {
+                    kind: p.kind.clone(),
+                    name: p.name.clone(),
+                    reason: p.reason.clone(),
+                })
+                .collect()
+        })
+    })
+}
+
+/// The `ConfigValid` condition: `False` while some object is invalid (on its
+/// own or because of an object it depends on), naming each with its reason.
+pub fn config_condition(config: Option<&NodeConfig>) -> ConditionReport {
+    let Some(config) = config else {
+        return ConditionReport {
+            type_: "ConfigValid".into(),
+            status: false,
+            reason: "NotLoaded".into(),
+            message: "no configuration for this node resolved yet".into(),
+        };
+    };
+    if config.problems.is_empty() {
+        return ConditionReport {
+            type_: "ConfigValid".into(),
+            status: true,
+            reason: "AllObjectsValid".into(),
+            message: "every object of the configuration is valid".into(),
+        };
+    }
+    let objects: std::collections::BTreeSet<(&str, &str)> = config
+        .problems
+        .iter()
+        .map(|p| (p.kind.as_str(), p.name.as_str()))
+        .collect();
+    let list: Vec<String> = config.problems.iter().map(ToString::to_string).collect();
+    ConditionReport {
+        type_: "ConfigValid".into(),
+        status: false,
+        reason: "InvalidObjects".into(),
+        message: format!(
+            "{} invalid object{} (petrel keeps their last valid version or leaves them out): {}",
+            objects.len(),
+            if objects.len() == 1 { "" } else { "s" },
+            list.join("; ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petrel_datastore::resolved::ConfigProblem;
+
+    #[test]
+    fn config_valid_names_each_invalid_object() {
+        assert!(!config_condition(None).status);
+        let snapshot = petrel_datastore::parse_manifest(
+            "n.yaml",
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  annotations: {petrel.dev/ipv4-address: 192.0.2.1/24}\n",
+        )
+        .unwrap();
+        let mut cfg = petrel_datastore::resolve(&snapshot, "n1").unwrap();
+        let ok = config_condition(Some(&cfg));
+        assert!(ok.status, "{ok:?}");
+        assert_eq!(ok.type_, "ConfigValid");
+        cfg.problems = vec![
+            ConfigProblem {
+                kind: "BGPPeer".into(),
+                name: "tor".into(),
+                reason: "spec.password: Secret \"bgp-passwords\" has no key \"bird\"".into(),
+            },
+            ConfigProblem {
+                kind: "IPPool".into(),
+                name: "aaa-overlap".into(),
+                reason: "spec.cidr: overlaps IPPool pods".into(),
+            },
+        ];
+        let bad = config_condition(Some(&cfg));
+        assert!(!bad.status);
+        assert_eq!(bad.reason, "InvalidObjects");
+        assert!(
+            bad.message.starts_with("2 invalid objects"),
+            "{}",
+            bad.message
+        );
+        assert!(
+            bad.message.contains("BGPPeer/tor: spec.password"),
+            "{}",
+            bad.message
+        );
+        assert!(
+            bad.message.contains("IPPool/aaa-overlap: spec.cidr"),
+            "{}",
+            bad.message
+        );
     }
 }

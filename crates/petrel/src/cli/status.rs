@@ -100,6 +100,34 @@ pub fn status_text(node: Option<&str>, peers: &[pb::Peer], d: &pb::GetDataplaneR
     out
 }
 
+/// The `Configuration:` line of the summary, and one line per invalid object.
+pub fn config_text(c: &pb::GetConfigStatusResponse) -> String {
+    if !c.loaded {
+        return "Configuration: not loaded yet\n".into();
+    }
+    if c.problems.is_empty() {
+        return "Configuration: ok\n".into();
+    }
+    let objects: std::collections::BTreeSet<(&str, &str)> = c
+        .problems
+        .iter()
+        .map(|p| (p.kind.as_str(), p.name.as_str()))
+        .collect();
+    let mut out = format!(
+        "Configuration: {} invalid {} (last valid version kept, or left out)\n",
+        objects.len(),
+        if objects.len() == 1 {
+            "object"
+        } else {
+            "objects"
+        }
+    );
+    for p in &c.problems {
+        out.push_str(&format!("  {}/{}: {}\n", p.kind, p.name, p.reason));
+    }
+    out
+}
+
 /// The IPAM and service lines of the summary (each when the agent serves it).
 pub fn extras_text(
     ipam: Option<&pb::GetIpamStatusResponse>,
@@ -172,8 +200,16 @@ pub async fn status(socket: &Path, node: Option<&str>) -> Result<(), CliError> {
         .await
         .ok()
         .map(|r| r.into_inner());
+    let config = c
+        .get_config_status(pb::GetConfigStatusRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner());
     let node = node.or(ipam.as_ref().map(|s| s.node.as_str()));
     print!("{}", status_text(node, &peers, &d));
+    if let Some(c) = &config {
+        print!("{}", config_text(c));
+    }
     print!("{}", extras_text(ipam.as_ref(), services.as_ref()));
     Ok(())
 }

@@ -374,3 +374,58 @@ fn graceful_restart_shows_in_peers_and_routes() {
     let t = routes_table(&[r, route("10.65.2.0/26", "mesh/node3", true)], false);
     assert!(t.contains("*S") && t.matches("*S").count() == 1, "{t}");
 }
+
+/// Issue 12: `petrel status` shows invalid objects, each with its reason.
+#[test]
+fn status_shows_the_configuration_line() {
+    let ok = pb::GetConfigStatusResponse {
+        loaded: true,
+        problems: vec![],
+    };
+    assert_eq!(status::config_text(&ok), "Configuration: ok\n");
+    let problem = |kind: &str, name: &str, reason: &str| pb::ConfigProblem {
+        kind: kind.into(),
+        name: name.into(),
+        reason: reason.into(),
+    };
+    let bad = pb::GetConfigStatusResponse {
+        loaded: true,
+        problems: vec![
+            problem(
+                "BGPPeer",
+                "tor",
+                "spec.password: Secret \"bgp-passwords\" has no key \"bird\"; keeping the last password",
+            ),
+            problem(
+                "BGPPeer",
+                "tor",
+                "spec.filters: BGPFilter \"f\" not found; keeping the last filters",
+            ),
+            problem(
+                "IPPool",
+                "aaa-overlap",
+                "spec.cidr: overlaps IPPool pods (left out)",
+            ),
+        ],
+    };
+    let text = status::config_text(&bad);
+    assert!(
+        text.starts_with("Configuration: 2 invalid objects"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\n  BGPPeer/tor: spec.password: Secret \"bgp-passwords\" has no key \"bird\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  IPPool/aaa-overlap: spec.cidr: overlaps IPPool pods"),
+        "{text}"
+    );
+    let none = pb::GetConfigStatusResponse::default();
+    assert_eq!(
+        status::config_text(&none),
+        "Configuration: not loaded yet\n"
+    );
+}

@@ -56,6 +56,17 @@ impl Collector for Snapshot {
             "1 once a configuration for this node has been loaded from the datastore",
             u64::from(self.config_loaded),
         )?;
+        let mut m = enc.encode_descriptor(
+            "petrel_config_invalid_objects",
+            "Objects that are invalid, on their own or because of an object they depend on; \
+             petrel uses their last valid version (or leaves them out) and reports them in the \
+             PetrelNode's ConfigValid condition and `petrel status`",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (kind, n) in &self.invalid_objects {
+            ConstGauge::new(*n).encode(m.encode_family(&[("kind", kind.as_str())])?)?;
+        }
         self.encode_peers(&mut enc)?;
         self.encode_dataplane(&mut enc)?;
         self.encode_ipam(&mut enc)?;

@@ -95,6 +95,26 @@ pub enum DataplaneState {
     Status(DataplaneStatus),
 }
 
+/// Kinds `petrel_config_invalid_objects` always has a series for.
+pub const CONFIG_KINDS: [&str; 5] = ["BGPConfiguration", "BGPFilter", "BGPPeer", "IPPool", "Node"];
+
+/// Invalid objects per kind, each object counted once whatever its number of
+/// problems; every kind of [`CONFIG_KINDS`] is present (0 when all is well).
+pub fn invalid_objects_by_kind(
+    problems: &[petrel_datastore::resolved::ConfigProblem],
+) -> std::collections::BTreeMap<String, u64> {
+    let mut out: std::collections::BTreeMap<String, u64> =
+        CONFIG_KINDS.iter().map(|k| (k.to_string(), 0)).collect();
+    let objects: std::collections::BTreeSet<(&str, &str)> = problems
+        .iter()
+        .map(|p| (p.kind.as_str(), p.name.as_str()))
+        .collect();
+    for (kind, _) in objects {
+        *out.entry(kind.to_string()).or_default() += 1;
+    }
+    out
+}
+
 /// Everything one scrape reports, read from the task handles.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
@@ -102,6 +122,9 @@ pub struct Snapshot {
     pub peers: Option<Vec<petrel_speaker::PeerStatus>>,
     pub dataplane: DataplaneState,
     pub config_loaded: bool,
+    /// Objects the configuration could not use as they are, per kind
+    /// (`NodeConfig::problems`, each object counted once).
+    pub invalid_objects: std::collections::BTreeMap<String, u64>,
     pub watcher_running: bool,
     pub ipam: IpamState,
     /// `None` when the agent runs without service advertisement.
@@ -139,6 +162,13 @@ impl Snapshot {
             peers,
             dataplane,
             config_loaded: sources.config.borrow().is_some(),
+            invalid_objects: invalid_objects_by_kind(
+                sources
+                    .config
+                    .borrow()
+                    .as_ref()
+                    .map_or(&[][..], |c| &c.problems[..]),
+            ),
             watcher_running: sources.config.has_changed().is_ok(),
             ipam: IpamState::Disabled,
             services: None,

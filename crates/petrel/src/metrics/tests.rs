@@ -72,6 +72,7 @@ fn snapshot() -> Snapshot {
         ]),
         dataplane: DataplaneState::Status(status()),
         config_loaded: true,
+        invalid_objects: Default::default(),
         watcher_running: true,
         ipam: IpamState::Disabled,
         services: None,
@@ -206,6 +207,7 @@ fn stopped_tasks_are_reported_as_down_without_stale_values() {
         peers: None,
         dataplane: DataplaneState::Unavailable("the dataplane task has stopped".into()),
         config_loaded: true,
+        invalid_objects: Default::default(),
         watcher_running: true,
         ipam: IpamState::Disabled,
         services: None,
@@ -247,6 +249,7 @@ fn health_names_every_stopped_task() {
         peers: None,
         dataplane: DataplaneState::Unavailable("no answer within 3s".into()),
         config_loaded: true,
+        invalid_objects: Default::default(),
         watcher_running: false,
         ipam: IpamState::Disabled,
         services: None,
@@ -268,6 +271,7 @@ fn readiness_needs_config_and_convergence() {
     unconverged.converged = false;
     let snap = Snapshot {
         config_loaded: false,
+        invalid_objects: Default::default(),
         dataplane: DataplaneState::Status(unconverged),
         ..snapshot()
     };
@@ -469,4 +473,30 @@ fn services_series_count_prefixes_and_reasons() {
         assert!(has(&text, line), "no {line:?} in\n{text}");
     }
     assert!(!render(&snapshot()).contains("petrel_services"));
+}
+
+/// Issue 12: invalid objects are counted per kind, each object once.
+#[test]
+fn invalid_objects_are_counted_per_kind() {
+    use petrel_datastore::resolved::ConfigProblem;
+    let problem = |kind: &str, name: &str, reason: &str| ConfigProblem {
+        kind: kind.into(),
+        name: name.into(),
+        reason: reason.into(),
+    };
+    let mut snap = snapshot();
+    snap.invalid_objects = super::invalid_objects_by_kind(&[
+        problem("BGPPeer", "p", "spec.password: no key"),
+        problem("BGPPeer", "p", "spec.filters: not found"),
+        problem("IPPool", "aaa-overlap", "overlaps"),
+    ]);
+    let text = render(&snap);
+    for line in [
+        r#"petrel_config_invalid_objects{kind="BGPPeer"} 1"#,
+        r#"petrel_config_invalid_objects{kind="IPPool"} 1"#,
+        r#"petrel_config_invalid_objects{kind="BGPFilter"} 0"#,
+        r#"petrel_config_invalid_objects{kind="BGPConfiguration"} 0"#,
+    ] {
+        assert!(has(&text, line), "missing {line:?} in\n{text}");
+    }
 }
