@@ -312,3 +312,26 @@ async fn a_moved_listener_is_closed_before_the_new_one_binds() {
     s.apply_config(loopback_listener(port)).await;
     assert_eq!(s.listeners.addresses(), first);
 }
+
+#[tokio::test]
+async fn the_handle_reports_the_listeners() {
+    let (config, rx) = watch::channel(Some(loopback_listener(0)));
+    let shutdown = CancellationToken::new();
+    let (handle, task) = Speaker::spawn(rx, None, shutdown.clone(), SpeakerOptions::default());
+    let addrs = handle.listeners().await;
+    assert!(
+        addrs.len() == 1 && addrs[0].ip() == IpAddr::from([127, 0, 0, 1]) && addrs[0].port() != 0,
+        "{addrs:?}"
+    );
+    // bindMode NodeIP without a node address: no listener at all.
+    let mut none = loopback_listener(0);
+    none.ipv4_address = None;
+    config.send(Some(none)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !handle.listeners().await.is_empty() {
+        assert!(Instant::now() < deadline, "listener not closed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+}
