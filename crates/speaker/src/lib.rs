@@ -9,6 +9,7 @@
 //! mutates its state.
 
 mod export;
+mod families;
 mod graceful;
 mod import;
 mod listener;

@@ -178,7 +178,25 @@ impl Snapshot {
             "Times the session entered the Established state",
             MetricType::Counter,
             |p| p.established_transitions,
-        )
+        )?;
+        let mut m = enc.encode_descriptor(
+            "petrel_bgp_unnegotiated_family_routes",
+            "Routes (announced or withdrawn) the peer sent for a family that was not negotiated, ignored (RFC 4760)",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in peers {
+            let address = p.address.to_string();
+            for (fam, n) in &p.unnegotiated_routes {
+                let labels = [
+                    ("peer", p.name.as_str()),
+                    ("address", address.as_str()),
+                    ("afi_safi", fam.name()),
+                ];
+                ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 
     fn encode_dataplane(&self, enc: &mut DescriptorEncoder) -> fmt::Result {

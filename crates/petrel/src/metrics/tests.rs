@@ -119,6 +119,22 @@ fn per_peer_series_carry_peer_and_address_labels() {
 }
 
 #[test]
+fn routes_of_unnegotiated_families_are_counted_per_family() {
+    let mut snap = snapshot();
+    if let Some(peers) = snap.peers.as_mut() {
+        peers[0].unnegotiated_routes = vec![(petrel_bgp::wire::Family::Ipv6Unicast, 3)];
+    }
+    let text = render(&snap);
+    let line = r#"petrel_bgp_unnegotiated_family_routes_total{peer="bgppeer/bird1",address="10.0.0.2",afi_safi="ipv6-unicast"} 3"#;
+    assert!(has(&text, line), "missing {line:?} in\n{text}");
+    let series = samples(&text)
+        .into_iter()
+        .filter(|l| l.starts_with("petrel_bgp_unnegotiated_family_routes_total"))
+        .count();
+    assert_eq!(series, 1, "{text}");
+}
+
+#[test]
 fn session_state_has_one_series_per_state_and_only_the_current_is_one() {
     let text = render(&snapshot());
     let states: Vec<&str> = samples(&text)
