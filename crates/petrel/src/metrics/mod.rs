@@ -17,6 +17,7 @@
 
 mod collector;
 mod extra;
+pub mod server;
 #[cfg(test)]
 mod tests;
 
@@ -226,9 +227,13 @@ pub async fn serve_with(
     more: MoreSources,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(sources, more))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    server::serve(
+        listener,
+        router_with(sources, more),
+        server::Limits::default(),
+        shutdown,
+    )
+    .await
 }
 
 type Shared = Arc<(Sources, MoreSources)>;
