@@ -62,6 +62,15 @@ impl PeerEntry {
     pub fn ebgp(&self) -> bool {
         self.config.peer_as != self.config.local_as
     }
+
+    /// This node's addresses on the session: the local end of the TCP
+    /// connection and the address of the other family on its interface.
+    pub fn own_addresses(&self) -> [Option<IpAddr>; 2] {
+        [
+            self.local_addr.map(|a| a.ip().to_canonical()),
+            self.other_family_hop,
+        ]
+    }
 }
 
 /// Does a change from `a` to `b` need the session to be reset?

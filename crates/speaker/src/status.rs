@@ -414,7 +414,13 @@ impl Speaker {
                     } else {
                         match self.node.as_ref() {
                             Some(node) => {
-                                match super::import::evaluate(node, &e.config, key.0, attrs) {
+                                match super::import::evaluate(
+                                    node,
+                                    &e.config,
+                                    &e.own_addresses(),
+                                    key.0,
+                                    attrs,
+                                ) {
                                     Err(reason) => Err(reason),
                                     Ok(_) => Err("not in the Loc-RIB".to_string()),
                                 }
