@@ -336,6 +336,15 @@ impl Driver {
                     return;
                 }
                 self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+                if frame.get(18) == Some(&2) && self.established != Some(id) {
+                    // An UPDATE before the session is Established is an FSM
+                    // error whatever it holds (RFC 4271 §8.2.2): not decoded,
+                    // since the capabilities that govern its layout are not
+                    // negotiated yet and a decode would report false errors.
+                    let early = Message::Update(wire::Update::default());
+                    self.event(Event::Received(id, early)).await;
+                    return;
+                }
                 match wire::decode(&frame, &self.ctx) {
                     Ok(received) => {
                         if !received.errors.is_empty() {
