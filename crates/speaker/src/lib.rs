@@ -121,9 +121,16 @@ pub struct SpeakerHandle {
     tx: mpsc::Sender<SpeakerMsg>,
     /// Session transitions and route changes for `WatchEvents`.
     events: tokio::sync::broadcast::Sender<SpeakerEvent>,
+    /// Connections refused because no peer is configured for their address.
+    rejected: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SpeakerHandle {
+    /// Connections refused so far because no peer is configured for the
+    /// source address (each got Cease/Connection Rejected).
+    pub fn rejected_connections(&self) -> u64 {
+        self.rejected.load(std::sync::atomic::Ordering::Relaxed)
+    }
     /// Session transitions and best-path changes from now on (a receiver
     /// that falls behind by [`EVENT_BACKLOG`] events gets `Lagged`).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SpeakerEvent> {
@@ -243,6 +250,10 @@ pub struct Speaker {
     /// (routes of a previous agent were in the kernel): until when OPENs
     /// carry the Restart State bit (RFC 4724 §4.1), at the latest.
     restarting: Option<std::time::Instant>,
+    /// Shared with [`SpeakerHandle::rejected_connections`].
+    rejected: Arc<std::sync::atomic::AtomicU64>,
+    /// When a rejected connection from each source address was last logged.
+    rejected_logged: HashMap<IpAddr, std::time::Instant>,
 }
 
 impl Speaker {
@@ -261,9 +272,11 @@ impl Speaker {
     ) -> (SpeakerHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel(1024);
         let (events, _) = tokio::sync::broadcast::channel(EVENT_BACKLOG);
+        let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let handle = SpeakerHandle {
             tx: tx.clone(),
             events: events.clone(),
+            rejected: rejected.clone(),
         };
         let mut speaker = Speaker {
             node: None,
@@ -279,6 +292,8 @@ impl Speaker {
             dynamic: Default::default(),
             events,
             restarting: restarting.map(|d| std::time::Instant::now() + d),
+            rejected,
+            rejected_logged: HashMap::new(),
         };
         let task = tokio::spawn(async move {
             let initial = config.borrow_and_update().clone();

@@ -3,7 +3,7 @@
 
 use super::SpeakerMsg;
 use petrel_datastore::resolved::{BindMode, NodeConfig};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,6 +190,36 @@ impl AcceptBackoff {
     }
 }
 
+/// A rejected connection from one address is logged at most this often.
+const REJECTION_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Addresses remembered for [`REJECTION_LOG_EVERY`]; older entries are
+/// dropped beyond this many, so a scan from many addresses stays bounded.
+const REJECTION_LOG_MAX: usize = 1024;
+
+/// Whether a rejected connection from `addr` at `now` is to be logged:
+/// once per address per [`REJECTION_LOG_EVERY`].
+pub(crate) fn should_log_rejection(
+    logged: &mut HashMap<IpAddr, Instant>,
+    addr: IpAddr,
+    now: Instant,
+) -> bool {
+    if logged
+        .get(&addr)
+        .is_some_and(|t| now.duration_since(*t) < REJECTION_LOG_EVERY)
+    {
+        return false;
+    }
+    if logged.len() >= REJECTION_LOG_MAX {
+        logged.retain(|_, t| now.duration_since(*t) < REJECTION_LOG_EVERY);
+        if logged.len() >= REJECTION_LOG_MAX {
+            // Still full of recent addresses: stay quiet until they age out.
+            return false;
+        }
+    }
+    logged.insert(addr, now);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +242,35 @@ mod tests {
             b.failed(t0 + ACCEPT_LOG_EVERY).0,
             Duration::from_millis(100)
         );
+    }
+
+    #[test]
+    fn rejected_connections_are_logged_once_a_minute_per_address() {
+        let mut logged = HashMap::new();
+        let t0 = Instant::now();
+        let a: IpAddr = "192.0.2.9".parse().unwrap();
+        let b: IpAddr = "192.0.2.10".parse().unwrap();
+        assert!(should_log_rejection(&mut logged, a, t0));
+        assert!(!should_log_rejection(
+            &mut logged,
+            a,
+            t0 + Duration::from_secs(1)
+        ));
+        assert!(should_log_rejection(
+            &mut logged,
+            b,
+            t0 + Duration::from_secs(1)
+        ));
+        assert!(should_log_rejection(
+            &mut logged,
+            a,
+            t0 + REJECTION_LOG_EVERY
+        ));
+        // Many addresses: the table stays bounded.
+        for i in 0..(2 * REJECTION_LOG_MAX as u32) {
+            let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            should_log_rejection(&mut logged, addr, t0 + REJECTION_LOG_EVERY);
+        }
+        assert!(logged.len() <= REJECTION_LOG_MAX);
     }
 }

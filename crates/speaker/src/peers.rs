@@ -406,7 +406,17 @@ impl Speaker {
     pub(super) fn inbound(&mut self, stream: TcpStream, remote: SocketAddr) {
         let addr = remote.ip().to_canonical();
         let Some(entry) = self.peers.values().find(|p| p.config.address == addr) else {
-            warn!(remote = %remote, "rejecting connection from an unconfigured peer");
+            self.rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if crate::listener::should_log_rejection(
+                &mut self.rejected_logged,
+                addr,
+                Instant::now(),
+            ) {
+                warn!(remote = %remote,
+                    "rejecting connection from an unconfigured peer (logged once a minute per \
+                     address, all counted in petrel_bgp_rejected_connections_total)");
+            }
             tokio::spawn(reject(stream));
             return;
         };

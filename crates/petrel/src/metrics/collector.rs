@@ -71,6 +71,15 @@ impl Snapshot {
             "1 when the BGP speaker task answered this scrape",
             u64::from(self.peers.is_some()),
         )?;
+        {
+            let m = enc.encode_descriptor(
+                "petrel_bgp_rejected_connections",
+                "BGP connections refused because no peer is configured for their source address",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(self.rejected_connections).encode(m)?;
+        }
         let peers = self.peers.as_deref().unwrap_or_default();
         gauge(
             enc,

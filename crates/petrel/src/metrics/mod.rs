@@ -105,6 +105,9 @@ pub struct Snapshot {
     pub ipam: IpamState,
     /// `None` when the agent runs without service advertisement.
     pub services: Option<ServicesCounts>,
+    /// BGP connections refused because no peer is configured for their
+    /// source address.
+    pub rejected_connections: u64,
 }
 
 impl Snapshot {
@@ -141,6 +144,7 @@ impl Snapshot {
             watcher_running: sources.config.has_changed().is_ok(),
             ipam: IpamState::Disabled,
             services: None,
+            rejected_connections: sources.speaker.rejected_connections(),
         }
     }
 

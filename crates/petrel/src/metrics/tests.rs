@@ -75,6 +75,7 @@ fn snapshot() -> Snapshot {
         watcher_running: true,
         ipam: IpamState::Disabled,
         services: None,
+        rejected_connections: 7,
     }
 }
 
@@ -109,6 +110,10 @@ fn per_peer_series_carry_peer_and_address_labels() {
         assert!(has(&text, &line), "missing {line:?} in\n{text}");
     }
     assert!(has(&text, "petrel_bgp_peers 2"), "{text}");
+    assert!(
+        has(&text, "petrel_bgp_rejected_connections_total 7"),
+        "{text}"
+    );
     assert!(has(&text, "petrel_bgp_speaker_up 1"), "{text}");
     assert!(has(&text, "petrel_config_loaded 1"), "{text}");
     let version = format!(
@@ -225,6 +230,7 @@ fn stopped_tasks_are_reported_as_down_without_stale_values() {
         watcher_running: true,
         ipam: IpamState::Disabled,
         services: None,
+        rejected_connections: 0,
     };
     let text = render(&snap);
     assert!(has(&text, "petrel_bgp_speaker_up 0"), "{text}");
@@ -266,6 +272,7 @@ fn health_names_every_stopped_task() {
         watcher_running: false,
         ipam: IpamState::Disabled,
         services: None,
+        rejected_connections: 0,
     };
     assert_eq!(
         snap.health(),
@@ -471,6 +478,7 @@ fn services_series_count_prefixes_and_reasons() {
     };
     let text = render(&Snapshot {
         services: Some(ServicesCounts::of(&view)),
+        rejected_connections: 0,
         ..snapshot()
     });
     for line in [
