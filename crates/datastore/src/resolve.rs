@@ -148,6 +148,7 @@ pub fn resolve(snapshot: &Snapshot, node_name: &str) -> Result<NodeConfig, Datas
         pod_cidrs: me.pod_cidrs.clone(),
         cluster: Default::default(),
         max_paths: usize::from(cfg.max_paths.unwrap_or(DEFAULT_MAX_PATHS)),
+        pass_unknown_attributes: cfg.pass_unknown_attributes.unwrap_or(false),
     };
     let service_cidrs: Vec<IpNet> = cfg
         .service_cluster_ips

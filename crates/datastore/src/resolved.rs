@@ -126,6 +126,9 @@ pub struct NodeConfig {
     pub cluster: petrel_bgp::policy::ClusterView,
     /// Most equal-cost paths per prefix (`maxPaths`, default 16).
     pub max_paths: usize,
+    /// `passUnknownAttributes`: re-advertise unknown optional transitive
+    /// attributes (with the Partial bit) instead of stripping them.
+    pub pass_unknown_attributes: bool,
 }
 
 impl NodeConfig {

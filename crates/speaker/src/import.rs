@@ -329,6 +329,7 @@ mod tests {
             pod_cidrs: vec![],
             cluster: Default::default(),
             max_paths: 16,
+            pass_unknown_attributes: false,
         }
     }
 

@@ -303,6 +303,7 @@ impl Speaker {
         let export_all = old.as_ref().is_some_and(|o| {
             o.filters != new.filters
                 || o.prefix_communities != new.prefix_communities
+                || o.pass_unknown_attributes != new.pass_unknown_attributes
                 || o.route_reflector_cluster_id != new.route_reflector_cluster_id
                 || o.ipv4_address != new.ipv4_address
                 || o.ipv6_address != new.ipv6_address

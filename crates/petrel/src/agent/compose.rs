@@ -87,6 +87,7 @@ mod tests {
                 ..Default::default()
             },
             max_paths: 16,
+            pass_unknown_attributes: false,
         }
     }
 
