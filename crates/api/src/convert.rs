@@ -260,6 +260,7 @@ mod tests {
             graceful_restart: Some(RestartPhase::Restarting),
             stale_routes: 2,
             graceful_restart_remaining: Some(Duration::from_millis(1500)),
+            unnegotiated_routes: Vec::new(),
         });
         assert_eq!(p.state, "Active");
         assert_eq!(p.peer_router_id, "");

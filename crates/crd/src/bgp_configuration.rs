@@ -120,6 +120,12 @@ pub struct BgpConfigurationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub max_paths: Option<u16>,
+    /// petrel addition: pass unknown optional transitive path attributes on
+    /// when re-advertising a route, with the Partial bit set (RFC 4271 §5),
+    /// as a route reflector should. [Default: false: they are stripped, a
+    /// node agent is not a transit router]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_unknown_attributes: Option<bool>,
 }
 
 /// A CIDR block (`{cidr: 10.96.0.0/12}`).

@@ -171,6 +171,7 @@ pub fn resolve_with(
         cluster: Default::default(),
         max_paths: usize::from(cfg.max_paths.unwrap_or(DEFAULT_MAX_PATHS)),
         problems,
+        pass_unknown_attributes: cfg.pass_unknown_attributes.unwrap_or(false),
     };
     let service_cidrs: Vec<IpNet> = cfg
         .service_cluster_ips

@@ -130,6 +130,9 @@ pub struct NodeConfig {
     /// and for which the last valid version, or the last resolved form, is
     /// used instead: reported in the node's status, metrics and `petrel status`.
     pub problems: Vec<ConfigProblem>,
+    /// `passUnknownAttributes`: re-advertise unknown optional transitive
+    /// attributes (with the Partial bit) instead of stripping them.
+    pub pass_unknown_attributes: bool,
 }
 
 /// An object the configuration could not use as it is.

@@ -11,7 +11,8 @@
 //! - `nextHopMode` Auto/Self/Keep; AS_PATH prepend and LOCAL_PREF/MED/
 //!   ORIGINATOR_ID/CLUSTER_LIST stripped toward eBGP (RFC 4271 §5.1);
 //!   `prefixAdvertisements` communities added; unknown optional transitive
-//!   attributes are never re-advertised.
+//!   attributes are re-advertised (Partial bit set) only with
+//!   `passUnknownAttributes`, stripped by default.
 //! - Routes sharing an attribute set are packed into one UPDATE.
 
 use super::{PeerEntry, SessionCmd, Speaker, peers::same_family};
@@ -177,6 +178,13 @@ pub fn export_attrs(
         communities: best.attrs.communities.clone(),
         ext_communities: best.attrs.ext_communities.clone(),
         large_communities: best.attrs.large_communities.clone(),
+        // Received unknown optional transitive attributes already carry the
+        // Partial bit (set on decode, RFC 4271 §5).
+        unknown: if node.pass_unknown_attributes {
+            best.attrs.unknown.clone()
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     };
     for c in node.communities_for(prefix) {

@@ -31,6 +31,7 @@ fn node(cluster: Option<&str>) -> NodeConfig {
         cluster: Default::default(),
         max_paths: 16,
         problems: Vec::new(),
+        pass_unknown_attributes: false,
     }
 }
 
@@ -370,6 +371,28 @@ fn unknown_attributes_are_not_re_advertised() {
     )
     .unwrap();
     assert!(a.unknown.is_empty());
+    // passUnknownAttributes (a route reflector): passed on as received,
+    // Partial bit included.
+    let rr = NodeConfig {
+        pass_unknown_attributes: true,
+        ..node(None)
+    };
+    let a = export(
+        &rr,
+        &target(2, false, false, NextHopMode::Auto),
+        &rib,
+        p,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        a.unknown,
+        vec![petrel_bgp::wire::RawAttribute {
+            flags: 0xe0,
+            code: 99,
+            value: vec![1, 2],
+        }]
+    );
 }
 
 #[test]

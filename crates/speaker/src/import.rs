@@ -54,9 +54,14 @@ pub fn peer_node(origin: &PeerOrigin) -> Option<&str> {
 
 /// Import policy for one route from `peer`: the post-policy attributes and
 /// next hop, or why it is rejected.
+///
+/// `own` are this node's addresses on the session (see
+/// [`super::PeerEntry::own_addresses`]): a next hop equal to one of them is
+/// refused (RFC 4271 §6.3), as if the route were withdrawn.
 pub fn evaluate(
     node: &NodeConfig,
     peer: &PeerConfig,
+    own: &[Option<IpAddr>],
     prefix: IpNet,
     attrs: &Arc<PathAttributes>,
 ) -> Result<(Arc<PathAttributes>, IpAddr), String> {
@@ -75,6 +80,11 @@ pub fn evaluate(
         ));
     }
     let hop = next_hop(attrs, Family::of(&prefix)).ok_or("no usable next hop")?;
+    if own.contains(&Some(hop)) {
+        return Err(format!(
+            "NEXT_HOP {hop} is this node's own address on the session (RFC 4271 §6.3)"
+        ));
+    }
     let verdict = match peer_node(&peer.origin) {
         Some(from) => policy::default_import_from_node(
             &node.cluster,
@@ -165,9 +175,10 @@ impl Speaker {
         };
         let mut families = Vec::new();
         let mut first_reject = None;
+        let own = entry.own_addresses();
         for n in nlri {
             let path_id = n.path_id.unwrap_or(0);
-            match evaluate(node, &entry.config, n.prefix, attrs) {
+            match evaluate(node, &entry.config, &own, n.prefix, attrs) {
                 Ok((post, hop)) => {
                     self.rib.insert(&source, n.prefix, path_id, post, Some(hop));
                     let f = Family::of(&n.prefix);
@@ -299,6 +310,71 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(next_hop(&ll, Family::Ipv6Unicast), None);
+    }
+
+    fn test_node() -> NodeConfig {
+        NodeConfig {
+            node_name: "n1".into(),
+            local_as: 64512,
+            router_id: "10.0.0.1".parse().unwrap(),
+            ipv4_address: Some("10.0.0.1/24".parse().unwrap()),
+            ipv6_address: None,
+            route_reflector_cluster_id: None,
+            listen_port: 179,
+            bind_mode: petrel_datastore::resolved::BindMode::None,
+            originate: Default::default(),
+            peers: Default::default(),
+            filters: Default::default(),
+            prefix_communities: vec![],
+            pod_cidrs: vec![],
+            cluster: Default::default(),
+            max_paths: 16,
+            problems: Vec::new(),
+            pass_unknown_attributes: false,
+        }
+    }
+
+    fn test_peer() -> PeerConfig {
+        PeerConfig {
+            origin: PeerOrigin::BgpPeer("tor".into()),
+            address: "10.0.0.2".parse().unwrap(),
+            port: 179,
+            peer_as: 65001,
+            local_as: 64512,
+            password: None,
+            ttl_security: None,
+            source_address: None,
+            hold_time: std::time::Duration::from_secs(90),
+            keepalive_time: None,
+            max_restart_time: std::time::Duration::from_secs(120),
+            passive: false,
+            next_hop_mode: Default::default(),
+            num_allowed_local_as: 0,
+            max_prefixes: None,
+            filters: vec![],
+            families: vec![Family::Ipv4Unicast],
+            route_reflector_client: false,
+        }
+    }
+
+    #[test]
+    fn own_address_as_next_hop_is_refused() {
+        let attrs = Arc::new(PathAttributes {
+            origin: Some(petrel_bgp::wire::Origin::Igp),
+            next_hop: Some("10.0.0.1".parse().unwrap()),
+            ..Default::default()
+        });
+        let prefix: IpNet = "198.51.100.0/24".parse().unwrap();
+        let own = [Some("10.0.0.1".parse().unwrap()), None];
+        let err = evaluate(&test_node(), &test_peer(), &own, prefix, &attrs).unwrap_err();
+        assert!(err.contains("RFC 4271 §6.3"), "{err}");
+        // Another next hop on the same subnet is fine.
+        let other = Arc::new(PathAttributes {
+            next_hop: Some("10.0.0.2".parse().unwrap()),
+            ..(*attrs).clone()
+        });
+        let (_, hop) = evaluate(&test_node(), &test_peer(), &own, prefix, &other).unwrap();
+        assert_eq!(hop, "10.0.0.2".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! mutates its state.
 
 mod export;
+mod families;
 mod graceful;
 mod import;
 mod lifecycle;
@@ -130,9 +131,16 @@ pub struct SpeakerHandle {
     tx: mpsc::Sender<SpeakerMsg>,
     /// Session transitions and route changes for `WatchEvents`.
     events: tokio::sync::broadcast::Sender<SpeakerEvent>,
+    /// Connections refused because no peer is configured for their address.
+    rejected: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SpeakerHandle {
+    /// Connections refused so far because no peer is configured for the
+    /// source address (each got Cease/Connection Rejected).
+    pub fn rejected_connections(&self) -> u64 {
+        self.rejected.load(std::sync::atomic::Ordering::Relaxed)
+    }
     /// Session transitions and best-path changes from now on (a receiver
     /// that falls behind by [`EVENT_BACKLOG`] events gets `Lagged`).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SpeakerEvent> {
@@ -273,6 +281,10 @@ pub struct Speaker {
     converge_deadline: std::time::Instant,
     /// End-of-RIB holds not released yet, with when each ends anyway.
     eor_holds: BTreeMap<String, std::time::Instant>,
+    /// Shared with [`SpeakerHandle::rejected_connections`].
+    rejected: Arc<std::sync::atomic::AtomicU64>,
+    /// When a rejected connection from each source address was last logged.
+    rejected_logged: HashMap<IpAddr, std::time::Instant>,
 }
 
 impl Speaker {
@@ -282,6 +294,7 @@ impl Speaker {
         fib: Option<mpsc::UnboundedSender<FibMsg>>,
         events: tokio::sync::broadcast::Sender<SpeakerEvent>,
         options: &SpeakerOptions,
+        rejected: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         let now = std::time::Instant::now();
         Speaker {
@@ -304,6 +317,8 @@ impl Speaker {
                 .iter()
                 .map(|(name, max)| (name.clone(), now + *max))
                 .collect(),
+            rejected,
+            rejected_logged: HashMap::new(),
         }
     }
 
@@ -317,11 +332,13 @@ impl Speaker {
     ) -> (SpeakerHandle, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel(1024);
         let (events, _) = tokio::sync::broadcast::channel(EVENT_BACKLOG);
+        let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let handle = SpeakerHandle {
             tx: tx.clone(),
             events: events.clone(),
+            rejected: rejected.clone(),
         };
-        let mut speaker = Speaker::new(tx, fib, events, &options);
+        let mut speaker = Speaker::new(tx, fib, events, &options, rejected);
         let task = tokio::spawn(async move {
             let initial = config.borrow_and_update().clone();
             if let Some(c) = initial {

@@ -61,6 +61,8 @@ fn node(with_peer: bool, originate: &[&str]) -> NodeConfig {
         pod_cidrs: vec![],
         cluster: Default::default(),
         max_paths: 16,
+        problems: Vec::new(),
+        pass_unknown_attributes: false,
     }
 }
 
@@ -104,7 +106,7 @@ async fn speaker(
     let (tx, _rx) = mpsc::channel(16);
     let (fib, fib_rx) = mpsc::unbounded_channel();
     let (events, _) = tokio::sync::broadcast::channel(16);
-    let mut s = Speaker::new(tx, Some(fib), events, &options);
+    let mut s = Speaker::new(tx, Some(fib), events, &options, Default::default());
     s.apply_config(node).await;
     let cmds = s.peers.get_mut(&origin()).map(|e| {
         e.task.abort();

@@ -10,7 +10,7 @@
 
 use super::SpeakerMsg;
 use petrel_datastore::resolved::{BindMode, NodeConfig};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -206,10 +206,18 @@ impl Drop for Listeners {
     }
 }
 
+/// Longest pause after a failed accept (e.g. EMFILE: the connection stays
+/// in the backlog until a descriptor is free).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// Accept errors are logged at most this often.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(60);
+
 async fn accept_loop(socket: Arc<TcpListener>, tx: mpsc::Sender<SpeakerMsg>) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         match socket.accept().await {
             Ok((stream, remote)) => {
+                backoff.reset();
                 if tx
                     .send(SpeakerMsg::Inbound { stream, remote })
                     .await
@@ -219,9 +227,128 @@ async fn accept_loop(socket: Arc<TcpListener>, tx: mpsc::Sender<SpeakerMsg>) {
                 }
             }
             Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let (pause, log) = backoff.failed(Instant::now());
+                if let Some(suppressed) = log {
+                    warn!(error = %e, suppressed, "accept failed");
+                }
+                tokio::time::sleep(pause).await;
             }
         }
+    }
+}
+
+/// Exponential pause between failed accepts and a rate limit on their log.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    pause: Duration,
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptBackoff {
+    fn reset(&mut self) {
+        self.pause = Duration::ZERO;
+    }
+
+    /// The pause before the next accept, and `Some(errors not logged since
+    /// the last message)` when this error is to be logged.
+    fn failed(&mut self, now: Instant) -> (Duration, Option<u64>) {
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(100), MAX_ACCEPT_BACKOFF);
+        let log = match self.last_log {
+            Some(t) if now.duration_since(t) < ACCEPT_LOG_EVERY => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last_log = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        };
+        (self.pause, log)
+    }
+}
+
+/// A rejected connection from one address is logged at most this often.
+const REJECTION_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Addresses remembered for [`REJECTION_LOG_EVERY`]; older entries are
+/// dropped beyond this many, so a scan from many addresses stays bounded.
+const REJECTION_LOG_MAX: usize = 1024;
+
+/// Whether a rejected connection from `addr` at `now` is to be logged:
+/// once per address per [`REJECTION_LOG_EVERY`].
+pub(crate) fn should_log_rejection(
+    logged: &mut HashMap<IpAddr, Instant>,
+    addr: IpAddr,
+    now: Instant,
+) -> bool {
+    if logged
+        .get(&addr)
+        .is_some_and(|t| now.duration_since(*t) < REJECTION_LOG_EVERY)
+    {
+        return false;
+    }
+    if logged.len() >= REJECTION_LOG_MAX {
+        logged.retain(|_, t| now.duration_since(*t) < REJECTION_LOG_EVERY);
+        if logged.len() >= REJECTION_LOG_MAX {
+            // Still full of recent addresses: stay quiet until they age out.
+            return false;
+        }
+    }
+    logged.insert(addr, now);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_back_off_and_are_logged_once_a_minute() {
+        let mut b = AcceptBackoff::default();
+        let t0 = Instant::now();
+        let pauses: Vec<_> = (0..6)
+            .map(|i| b.failed(t0 + Duration::from_millis(i)))
+            .collect();
+        let ms: Vec<u128> = pauses.iter().map(|(p, _)| p.as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1000, 1000]);
+        let logged: Vec<_> = pauses.iter().map(|(_, l)| *l).collect();
+        assert_eq!(logged, [Some(0), None, None, None, None, None]);
+        let (_, log) = b.failed(t0 + ACCEPT_LOG_EVERY);
+        assert_eq!(log, Some(5));
+        b.reset();
+        assert_eq!(
+            b.failed(t0 + ACCEPT_LOG_EVERY).0,
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn rejected_connections_are_logged_once_a_minute_per_address() {
+        let mut logged = HashMap::new();
+        let t0 = Instant::now();
+        let a: IpAddr = "192.0.2.9".parse().unwrap();
+        let b: IpAddr = "192.0.2.10".parse().unwrap();
+        assert!(should_log_rejection(&mut logged, a, t0));
+        assert!(!should_log_rejection(
+            &mut logged,
+            a,
+            t0 + Duration::from_secs(1)
+        ));
+        assert!(should_log_rejection(
+            &mut logged,
+            b,
+            t0 + Duration::from_secs(1)
+        ));
+        assert!(should_log_rejection(
+            &mut logged,
+            a,
+            t0 + REJECTION_LOG_EVERY
+        ));
+        // Many addresses: the table stays bounded.
+        for i in 0..(2 * REJECTION_LOG_MAX as u32) {
+            let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            should_log_rejection(&mut logged, addr, t0 + REJECTION_LOG_EVERY);
+        }
+        assert!(logged.len() <= REJECTION_LOG_MAX);
     }
 }

@@ -67,6 +67,15 @@ impl PeerEntry {
     pub fn ebgp(&self) -> bool {
         self.config.peer_as != self.config.local_as
     }
+
+    /// This node's addresses on the session: the local end of the TCP
+    /// connection and the address of the other family on its interface.
+    pub fn own_addresses(&self) -> [Option<IpAddr>; 2] {
+        [
+            self.local_addr.map(|a| a.ip().to_canonical()),
+            self.other_family_hop,
+        ]
+    }
 }
 
 /// Does a change from `a` to `b` need the session to be reset?
@@ -299,6 +308,7 @@ impl Speaker {
         let export_all = old.as_ref().is_some_and(|o| {
             o.filters != new.filters
                 || o.prefix_communities != new.prefix_communities
+                || o.pass_unknown_attributes != new.pass_unknown_attributes
                 || o.route_reflector_cluster_id != new.route_reflector_cluster_id
                 || o.ipv4_address != new.ipv4_address
                 || o.ipv6_address != new.ipv6_address
@@ -404,7 +414,17 @@ impl Speaker {
     pub(super) fn inbound(&mut self, stream: TcpStream, remote: SocketAddr) {
         let addr = remote.ip().to_canonical();
         let Some(entry) = self.peers.values().find(|p| p.config.address == addr) else {
-            warn!(remote = %remote, "rejecting connection from an unconfigured peer");
+            self.rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if crate::listener::should_log_rejection(
+                &mut self.rejected_logged,
+                addr,
+                Instant::now(),
+            ) {
+                warn!(remote = %remote,
+                    "rejecting connection from an unconfigured peer (logged once a minute per \
+                     address, all counted in petrel_bgp_rejected_connections_total)");
+            }
             tokio::spawn(reject(stream));
             return;
         };

@@ -4,12 +4,13 @@
 //! RFC 8654), arms the timers the sans-IO FSM asks for, and relays what the
 //! FSM decides to the speaker. It makes no protocol decisions itself.
 
+use crate::families;
 use crate::{SessionCmd, SessionEvent, SpeakerMsg};
 use bytes::Bytes;
 use futures::StreamExt;
 use petrel_bgp::fsm::{Action, ConnId, Event, Fsm, SessionConfig, State, Timer, cease};
 use petrel_bgp::wire::notification::{CEASE_OTHER_CONFIG_CHANGE, CEASE_PEER_DECONFIGURED};
-use petrel_bgp::wire::{self, FrameCodec, FrameError, Message, WireContext};
+use petrel_bgp::wire::{self, Family, FrameCodec, FrameError, Message, WireContext};
 use petrel_datastore::resolved::PeerConfig;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ pub struct SessionStats {
     pub messages_received: AtomicU64,
     pub messages_sent: AtomicU64,
     pub connection_attempts: AtomicU64,
+    /// Routes ignored because their family was not negotiated (RFC 4760),
+    /// indexed like [`petrel_bgp::wire::Family::ALL`].
+    pub unnegotiated_routes: [AtomicU64; 2],
 }
 
 /// How long an outgoing TCP connect may take.
@@ -91,6 +95,8 @@ struct Driver {
     established: Option<ConnId>,
     restart_at: Option<Instant>,
     exit: bool,
+    /// Unnegotiated families already logged (once per peer and family).
+    warned_families: Vec<Family>,
 }
 
 impl Driver {
@@ -118,6 +124,7 @@ impl Driver {
             established: None,
             restart_at: None,
             exit: false,
+            warned_families: Vec::new(),
         }
     }
 
@@ -329,6 +336,15 @@ impl Driver {
                     return;
                 }
                 self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+                if frame.get(18) == Some(&2) && self.established != Some(id) {
+                    // An UPDATE before the session is Established is an FSM
+                    // error whatever it holds (RFC 4271 §8.2.2): not decoded,
+                    // since the capabilities that govern its layout are not
+                    // negotiated yet and a decode would report false errors.
+                    let early = Message::Update(wire::Update::default());
+                    self.event(Event::Received(id, early)).await;
+                    return;
+                }
                 match wire::decode(&frame, &self.ctx) {
                     Ok(received) => {
                         if !received.errors.is_empty() {
@@ -431,7 +447,11 @@ impl Driver {
                 })
                 .await;
             }
-            Action::Deliver(msg) => self.to_speaker(SessionEvent::Received(msg)).await,
+            Action::Deliver(msg) => {
+                if let Some(msg) = self.negotiated_only(msg) {
+                    self.to_speaker(SessionEvent::Received(msg)).await;
+                }
+            }
             Action::Down(reason) => {
                 let was_established = self.established.take().is_some();
                 self.ctx = WireContext::initial();
@@ -442,6 +462,28 @@ impl Driver {
                 .await;
             }
         }
+    }
+
+    /// Drops the NLRI of families not negotiated on this session (RFC 4760):
+    /// counted, and logged once per family.
+    fn negotiated_only(&mut self, msg: Message) -> Option<Message> {
+        let Some(neg) = self.fsm.negotiated() else {
+            return Some(msg);
+        };
+        let (msg, dropped) = families::filter(msg, &neg.families);
+        for (fam, n) in dropped.0 {
+            self.stats.unnegotiated_routes[families::family_index(fam)]
+                .fetch_add(n, Ordering::Relaxed);
+            if !self.warned_families.contains(&fam) {
+                self.warned_families.push(fam);
+                warn!(
+                    family = fam.name(),
+                    "peer sent routes for a family that was not negotiated; ignored (RFC 4760), \
+                     further ones are only counted in petrel_bgp_unnegotiated_family_routes_total"
+                );
+            }
+        }
+        msg
     }
 
     /// Start an outgoing connection in the background.

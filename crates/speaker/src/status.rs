@@ -88,6 +88,9 @@ pub struct PeerStatus {
     pub graceful_restart: Option<RestartPhase>,
     pub stale_routes: u64,
     pub graceful_restart_remaining: Option<Duration>,
+    /// Routes ignored because their family was not negotiated (RFC 4760),
+    /// per family; families with none are left out.
+    pub unnegotiated_routes: Vec<(Family, u64)>,
 }
 
 impl Default for PeerStatus {
@@ -120,6 +123,7 @@ impl Default for PeerStatus {
             graceful_restart: None,
             stale_routes: 0,
             graceful_restart_remaining: None,
+            unnegotiated_routes: Vec::new(),
         }
     }
 }
@@ -410,7 +414,13 @@ impl Speaker {
                     } else {
                         match self.node.as_ref() {
                             Some(node) => {
-                                match super::import::evaluate(node, &e.config, key.0, attrs) {
+                                match super::import::evaluate(
+                                    node,
+                                    &e.config,
+                                    &e.own_addresses(),
+                                    key.0,
+                                    attrs,
+                                ) {
                                     Err(reason) => Err(reason),
                                     Ok(_) => Err("not in the Loc-RIB".to_string()),
                                 }
@@ -487,6 +497,12 @@ impl Speaker {
                         h.deadline
                             .saturating_duration_since(std::time::Instant::now())
                     }),
+                    unnegotiated_routes: Family::ALL
+                        .iter()
+                        .zip(&e.stats.unnegotiated_routes)
+                        .map(|(f, n)| (*f, n.load(Ordering::Relaxed)))
+                        .filter(|(_, n)| *n > 0)
+                        .collect(),
                 }
             })
             .collect()

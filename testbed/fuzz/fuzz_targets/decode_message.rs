@@ -20,12 +20,14 @@ fn contexts() -> [WireContext; 4] {
             add_path_rx: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
             add_path_tx: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
             extended_message: true,
+            ebgp: false,
         },
         WireContext {
             four_octet_as: false,
             add_path_rx: vec![Family::Ipv6Unicast],
             add_path_tx: vec![Family::Ipv6Unicast],
             extended_message: true,
+            ebgp: true,
         },
     ]
 }

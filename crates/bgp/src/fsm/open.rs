@@ -43,9 +43,12 @@ pub(crate) fn remote_as(open: &Open) -> u32 {
 
 /// Families the peer supports: its multiprotocol capabilities, or IPv4
 /// unicast alone when it sent none (RFC 4760 §1: a speaker without the
-/// capability exchanges IPv4 unicast only).
+/// capability exchanges IPv4 unicast only). A peer whose only multiprotocol
+/// capabilities are for families petrel does not know did send the
+/// capability: nothing is implied for it.
 fn peer_families(open: &Open) -> Vec<Family> {
-    if open.caps.multiprotocol.is_empty() {
+    let sent_unknown_mp = open.caps.unknown.iter().any(|(code, _)| *code == 1);
+    if open.caps.multiprotocol.is_empty() && !sent_unknown_mp {
         vec![Family::Ipv4Unicast]
     } else {
         open.caps.multiprotocol.clone()

@@ -20,6 +20,10 @@ pub struct WireContext {
     pub add_path_tx: Vec<Family>,
     /// RFC 8654: both sides sent the extended message capability.
     pub extended_message: bool,
+    /// The session is with an external peer (the two OPENs carry different
+    /// AS numbers): LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST from it are
+    /// discarded on receipt (RFC 4271 §5.1.5, RFC 7606 §7.5, §7.9, §7.10).
+    pub ebgp: bool,
 }
 
 impl WireContext {
@@ -59,6 +63,7 @@ impl WireContext {
             add_path_rx,
             add_path_tx,
             extended_message: local.caps.extended_message && remote.caps.extended_message,
+            ebgp: real_as(local) != real_as(remote),
         }
     }
 
@@ -78,4 +83,9 @@ impl WireContext {
     pub(crate) fn tx_add_path(&self, fam: Family) -> bool {
         self.add_path_tx.contains(&fam)
     }
+}
+
+/// The AS of an OPEN's sender: the 4-octet AS capability when present.
+fn real_as(open: &Open) -> u32 {
+    open.caps.four_octet_as.unwrap_or(open.asn)
 }

@@ -595,3 +595,13 @@ fn max_paths_defaults_to_sixteen_and_follows_the_configuration() {
     let cfg = resolve_for(&(three_nodes() + &config("  maxPaths: 2")), "a");
     assert_eq!(cfg.max_paths, 2);
 }
+
+#[test]
+fn unknown_attributes_are_stripped_unless_configured() {
+    assert!(!resolve_for(&three_nodes(), "a").pass_unknown_attributes);
+    let cfg = resolve_for(
+        &(three_nodes() + &config("  passUnknownAttributes: true")),
+        "a",
+    );
+    assert!(cfg.pass_unknown_attributes);
+}

@@ -10,9 +10,7 @@
 //! Related RFCs: none directly (configuration translation); the fields carry
 //! RFC 4271 / RFC 2385 / RFC 5082 / RFC 1997 settings unchanged.
 
-use petrel_crd::{
-    API_VERSION, BGPConfiguration, BGPFilter, BGPPeer, CALICO_API_VERSION, LoadBalancerAggregation,
-};
+use petrel_crd::{API_VERSION, BGPConfiguration, BGPFilter, BGPPeer, CALICO_API_VERSION};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -312,13 +310,6 @@ fn peer_semantics(at: &str, p: &mut BGPPeer, warnings: &mut Vec<String>) {
 
 /// Calico BGPConfiguration fields the type accepts but petrel rejects or ignores.
 fn config_semantics(at: &str, c: &mut BGPConfiguration, warnings: &mut Vec<String>) {
-    if c.spec.service_load_balancer_aggregation == Some(LoadBalancerAggregation::Disabled) {
-        c.spec.service_load_balancer_aggregation = None;
-        warnings.push(format!(
-            "{at}: spec.serviceLoadBalancerAggregation: Disabled (per-service /32 routes) is not supported \
-             by petrel; removed (the serviceLoadBalancerIPs CIDRs are advertised)"
-        ));
-    }
     if c.spec.log_severity_screen.is_some() {
         warnings.push(format!(
             "{at}: spec.logSeverityScreen: accepted but ignored by petrel (set RUST_LOG instead); kept"

@@ -229,18 +229,17 @@ spec:
     );
     assert_eq!(c.objects, 2);
     let w = c.warnings.join("\n");
-    assert_eq!(c.warnings.len(), 4, "{w}");
+    assert_eq!(c.warnings.len(), 3, "{w}");
     assert!(w.contains("calico.yaml:1: BGPPeer \"workloads\": spec.futureField: not supported"));
     assert!(w.contains("spec.localWorkloadSelector: peering with local workloads"));
     assert!(w.contains("spec.reachableBy: accepted but ignored"));
-    assert!(w.contains(
-        "calico.yaml:11: BGPConfiguration \"default\": spec.serviceLoadBalancerAggregation"
-    ));
+    // Disabled (per-service routes) is supported: kept, without a warning.
+    assert!(!w.contains("serviceLoadBalancerAggregation"), "{w}");
     let d = docs(&c.yaml);
     assert!(d[0]["spec"].get("localWorkloadSelector").is_none());
     assert!(d[0]["spec"].get("futureField").is_none());
     assert_eq!(d[0]["spec"]["peerSelector"], "has(rr)");
-    assert!(d[1]["spec"].get("serviceLoadBalancerAggregation").is_none());
+    assert_eq!(d[1]["spec"]["serviceLoadBalancerAggregation"], "Disabled");
 }
 
 /// The fields removed by `peer_semantics` / `config_semantics` are the ones
@@ -251,10 +250,10 @@ fn removed_semantic_fields_are_rejected_by_the_datastore() {
                 spec: {peerSelector: has(rr), localWorkloadSelector: a == 'b'}\n";
     let err = load(&[("p.yaml", peer)]).expect_err("rejected").to_string();
     assert!(err.contains("spec.localWorkloadSelector"), "{err}");
+    // ... and what it now accepts is converted as it is.
     let cfg = "apiVersion: petrel.dev/v1\nkind: BGPConfiguration\nmetadata: {name: default}\n\
                spec: {serviceLoadBalancerAggregation: Disabled}\n";
-    let err = load(&[("c.yaml", cfg)]).expect_err("rejected").to_string();
-    assert!(err.contains("spec.serviceLoadBalancerAggregation"), "{err}");
+    load(&[("c.yaml", cfg)]).expect("serviceLoadBalancerAggregation: Disabled is supported");
 }
 
 #[test]

@@ -82,6 +82,15 @@ impl Snapshot {
             "1 when the BGP speaker task answered this scrape",
             u64::from(self.peers.is_some()),
         )?;
+        {
+            let m = enc.encode_descriptor(
+                "petrel_bgp_rejected_connections",
+                "BGP connections refused because no peer is configured for their source address",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(self.rejected_connections).encode(m)?;
+        }
         let peers = self.peers.as_deref().unwrap_or_default();
         gauge(
             enc,
@@ -189,7 +198,25 @@ impl Snapshot {
             "Times the session entered the Established state",
             MetricType::Counter,
             |p| p.established_transitions,
-        )
+        )?;
+        let mut m = enc.encode_descriptor(
+            "petrel_bgp_unnegotiated_family_routes",
+            "Routes (announced or withdrawn) the peer sent for a family that was not negotiated, ignored (RFC 4760)",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in peers {
+            let address = p.address.to_string();
+            for (fam, n) in &p.unnegotiated_routes {
+                let labels = [
+                    ("peer", p.name.as_str()),
+                    ("address", address.as_str()),
+                    ("afi_safi", fam.name()),
+                ];
+                ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 
     fn encode_dataplane(&self, enc: &mut DescriptorEncoder) -> fmt::Result {

@@ -19,6 +19,7 @@
 
 mod collector;
 mod extra;
+pub mod server;
 #[cfg(test)]
 mod tests;
 
@@ -129,6 +130,9 @@ pub struct Snapshot {
     pub ipam: IpamState,
     /// `None` when the agent runs without service advertisement.
     pub services: Option<ServicesCounts>,
+    /// BGP connections refused because no peer is configured for their
+    /// source address.
+    pub rejected_connections: u64,
 }
 
 impl Snapshot {
@@ -172,6 +176,7 @@ impl Snapshot {
             watcher_running: sources.config.has_changed().is_ok(),
             ipam: IpamState::Disabled,
             services: None,
+            rejected_connections: sources.speaker.rejected_connections(),
         }
     }
 
@@ -258,9 +263,13 @@ pub async fn serve_with(
     more: MoreSources,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(sources, more))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    server::serve(
+        listener,
+        router_with(sources, more),
+        server::Limits::default(),
+        shutdown,
+    )
+    .await
 }
 
 type Shared = Arc<(Sources, MoreSources)>;

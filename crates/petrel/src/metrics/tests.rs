@@ -76,6 +76,7 @@ fn snapshot() -> Snapshot {
         watcher_running: true,
         ipam: IpamState::Disabled,
         services: None,
+        rejected_connections: 7,
     }
 }
 
@@ -110,6 +111,10 @@ fn per_peer_series_carry_peer_and_address_labels() {
         assert!(has(&text, &line), "missing {line:?} in\n{text}");
     }
     assert!(has(&text, "petrel_bgp_peers 2"), "{text}");
+    assert!(
+        has(&text, "petrel_bgp_rejected_connections_total 7"),
+        "{text}"
+    );
     assert!(has(&text, "petrel_bgp_speaker_up 1"), "{text}");
     assert!(has(&text, "petrel_config_loaded 1"), "{text}");
     let version = format!(
@@ -117,6 +122,22 @@ fn per_peer_series_carry_peer_and_address_labels() {
         env!("CARGO_PKG_VERSION")
     );
     assert!(has(&text, &version), "{text}");
+}
+
+#[test]
+fn routes_of_unnegotiated_families_are_counted_per_family() {
+    let mut snap = snapshot();
+    if let Some(peers) = snap.peers.as_mut() {
+        peers[0].unnegotiated_routes = vec![(petrel_bgp::wire::Family::Ipv6Unicast, 3)];
+    }
+    let text = render(&snap);
+    let line = r#"petrel_bgp_unnegotiated_family_routes_total{peer="bgppeer/bird1",address="10.0.0.2",afi_safi="ipv6-unicast"} 3"#;
+    assert!(has(&text, line), "missing {line:?} in\n{text}");
+    let series = samples(&text)
+        .into_iter()
+        .filter(|l| l.starts_with("petrel_bgp_unnegotiated_family_routes_total"))
+        .count();
+    assert_eq!(series, 1, "{text}");
 }
 
 #[test]
@@ -211,6 +232,7 @@ fn stopped_tasks_are_reported_as_down_without_stale_values() {
         watcher_running: true,
         ipam: IpamState::Disabled,
         services: None,
+        rejected_connections: 0,
     };
     let text = render(&snap);
     assert!(has(&text, "petrel_bgp_speaker_up 0"), "{text}");
@@ -253,6 +275,7 @@ fn health_names_every_stopped_task() {
         watcher_running: false,
         ipam: IpamState::Disabled,
         services: None,
+        rejected_connections: 0,
     };
     assert_eq!(
         snap.health(),
@@ -463,6 +486,7 @@ fn services_series_count_prefixes_and_reasons() {
     };
     let text = render(&Snapshot {
         services: Some(ServicesCounts::of(&view)),
+        rejected_connections: 0,
         ..snapshot()
     });
     for line in [

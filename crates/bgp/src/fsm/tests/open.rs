@@ -245,6 +245,21 @@ fn peer_without_multiprotocol_capability_speaks_ipv4_unicast() {
 }
 
 #[test]
+fn peer_with_only_unknown_multiprotocol_capabilities_has_no_implied_ipv4() {
+    // RFC 4760: IPv4 unicast is implied only when no multiprotocol
+    // capability is sent. L2VPN EVPN (AFI 25, SAFI 70) alone is not IPv4.
+    let c = SessionConfig {
+        families: vec![Family::Ipv4Unicast],
+        ..cfg()
+    };
+    let mut o = peer_open();
+    o.caps.multiprotocol = vec![];
+    o.caps.unknown = vec![(1, vec![0, 25, 0, 70])];
+    let (f, a) = receive_open(c, o);
+    assert_rejected(&a, &f, 2, 7, &[1, 4, 0, 1, 0, 1]);
+}
+
+#[test]
 fn both_families_negotiate_over_one_session() {
     // The transport's address family plays no role: IPv6 routes over an IPv4
     // session (and the reverse) only need the multiprotocol capability.

@@ -284,6 +284,29 @@ fn attribute(
         return Ok(());
     }
     let asn4 = ctx.four_octet_as;
+    // RFC 7606 §7.5, §7.9, §7.10 (and RFC 4271 §5.1.5): from an external
+    // peer these are discarded, well-formed or not; only a malformed one is
+    // reported.
+    if ctx.ebgp
+        && matches!(
+            c,
+            code::LOCAL_PREF | code::ORIGINATOR_ID | code::CLUSTER_LIST
+        )
+    {
+        let check = match c {
+            code::LOCAL_PREF => attrs::u32_attr(c, v).map(drop),
+            code::ORIGINATOR_ID => attrs::originator_id(v).map(drop),
+            _ => attrs::chunks::<4>(v).map(drop),
+        };
+        if let Err(reason) = check {
+            st.note(
+                c,
+                AttrAction::Discard,
+                format!("{reason} (from an external peer)"),
+            );
+        }
+        return Ok(());
+    }
     let res: Result<(), attrs::Malformed> = match c {
         code::ORIGIN => attrs::origin(v).map(|o| st.pa.origin = Some(o)),
         code::AS_PATH => attrs::as_path(v, if asn4 { 4 } else { 2 }).map(|p| {

@@ -101,6 +101,7 @@ fn announce_with_add_path_keeps_path_ids() {
         add_path_rx: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
         add_path_tx: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
         extended_message: false,
+        ebgp: false,
     };
     let nlri: Vec<Nlri> = v4(900)
         .into_iter()

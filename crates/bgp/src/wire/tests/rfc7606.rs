@@ -326,3 +326,60 @@ fn treat_as_withdraw_includes_mp_reach_nlri() {
     assert!(u.announced.is_empty() && u.attrs.is_none());
     assert_eq!(u.withdrawn, vec![net("fd00:10::/32")]);
 }
+
+/// RFC 7606 §7.5, §7.9, §7.10: from an external peer LOCAL_PREF,
+/// ORIGINATOR_ID and CLUSTER_LIST are discarded, malformed or not; the routes
+/// stay.
+#[test]
+fn ibgp_only_attributes_from_an_external_peer_are_discarded() {
+    let ebgp = WireContext {
+        ebgp: true,
+        ..ctx4()
+    };
+    let rx_ebgp = |extra: &str| {
+        decode(&update(&[], &base_plus(extra), &hex(NLRI)), &ebgp).expect("non-fatal")
+    };
+    for (extra, code) in [
+        ("40 05 03 000001", 5),
+        ("80 09 03 010203", 9),
+        ("80 0a 05 0102030405", 10),
+    ] {
+        let pa = assert_discarded(&rx_ebgp(extra), code);
+        assert_eq!(
+            (pa.local_pref, pa.originator_id, pa.cluster_list.len()),
+            (None, None, 0)
+        );
+    }
+    // Well-formed ones are dropped without a report.
+    let r = rx_ebgp("40 05 04 00000064 80 09 04 0a000001 80 0a 04 0a000002");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let u = update_msg(&r);
+    assert_eq!(u.announced.len(), 2);
+    let pa = u.attrs.as_ref().unwrap();
+    assert_eq!(
+        (pa.local_pref, pa.originator_id, pa.cluster_list.len()),
+        (None, None, 0)
+    );
+    // From an internal peer they are kept.
+    let pa = update_msg(&rx("40 05 04 00000064 80 09 04 0a000001"))
+        .attrs
+        .clone()
+        .unwrap();
+    assert_eq!(pa.local_pref, Some(100));
+    assert_eq!(pa.originator_id, Some("10.0.0.1".parse().unwrap()));
+}
+
+#[test]
+fn negotiated_context_knows_external_sessions() {
+    let open = |asn: u32| Open {
+        asn: 23456,
+        hold_time: 90,
+        router_id: "10.0.0.1".parse().unwrap(),
+        caps: Capabilities {
+            four_octet_as: Some(asn),
+            ..Capabilities::default()
+        },
+    };
+    assert!(WireContext::negotiated(&open(4_200_000_001), &open(4_200_000_002)).ebgp);
+    assert!(!WireContext::negotiated(&open(4_200_000_001), &open(4_200_000_001)).ebgp);
+}

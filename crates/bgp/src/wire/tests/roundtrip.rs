@@ -59,6 +59,7 @@ fn case() -> impl Strategy<Value = Case> {
             add_path_rx: fams.clone(),
             add_path_tx: fams,
             extended_message: true,
+            ebgp: false,
         }
     });
     let nlri = |p: BoxedStrategy<IpNet>| proptest::collection::vec((p, any::<u32>()), 0..12);

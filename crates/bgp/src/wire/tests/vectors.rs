@@ -205,6 +205,7 @@ fn add_path_ipv4() {
         add_path_rx: vec![Family::Ipv4Unicast],
         add_path_tx: vec![Family::Ipv4Unicast],
         extended_message: false,
+        ebgp: false,
     };
     let bytes = hex(&format!(
         "{MARKER} 0035 02 0000 000e
@@ -251,6 +252,7 @@ fn add_path_ipv6_withdraw() {
         add_path_rx: vec![Family::Ipv6Unicast],
         add_path_tx: vec![Family::Ipv6Unicast],
         extended_message: false,
+        ebgp: false,
     };
     let bytes = hex(&format!(
         "{MARKER} 002a 02 0000 0013 80 0f 10 0002 01 00000007 40 fd000010 02440001"
