@@ -423,6 +423,26 @@ fn typed_docs<T: serde::de::DeserializeOwned>(file: &str, kind: &str) -> Vec<T> 
         .collect()
 }
 
+/// Every manifest that declares petrel's Namespace declares the same one:
+/// `kubectl apply` of a copy without the labels would strip them.
+#[test]
+fn namespace_declared_identically_everywhere() {
+    let canonical = typed_docs::<serde_json::Value>("00-namespace.yaml", "Namespace");
+    assert_eq!(canonical.len(), 1);
+    let mut files: Vec<_> = std::fs::read_dir(manifests_dir())
+        .expect("manifests dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    for f in files {
+        for ns in typed_docs::<serde_json::Value>(&f, "Namespace") {
+            assert_eq!(ns, canonical[0], "{f} declares the Namespace differently");
+        }
+    }
+}
+
 #[test]
 fn rbac_grants_what_the_agent_reads() {
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
