@@ -556,3 +556,24 @@ fn assert_structural(schema: &serde_json::Value, at: &str) {
         assert_structural(items, &format!("{at}[]"));
     }
 }
+
+/// README's configuration reference: a blank line inside a table ends it,
+/// and the rows after it render as text (the BGPPeer table lost `families`).
+#[test]
+fn readme_tables_are_not_split_by_blank_lines() {
+    let readme = manifests_dir().join("../README.md");
+    let text = std::fs::read_to_string(&readme).expect("read README.md");
+    let lines: Vec<&str> = text.lines().collect();
+    let row = |l: &str| l.trim_start().starts_with('|');
+    let separator = |l: Option<&&str>| l.is_some_and(|l| row(l) && l.contains("---"));
+    for (i, w) in lines.windows(3).enumerate() {
+        // A row after a blank line that is not the header of a new table.
+        let new_table = separator(lines.get(i + 3));
+        assert!(
+            !(row(w[0]) && w[1].trim().is_empty() && row(w[2]) && !new_table),
+            "README.md:{}: a blank line splits a table before {:?}",
+            i + 2,
+            w[2]
+        );
+    }
+}
