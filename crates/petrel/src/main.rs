@@ -195,9 +195,9 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
-    /// Convert Calico projectcalico.org/v3 BGPPeer, BGPConfiguration and
-    /// BGPFilter manifests to petrel.dev/v1 (YAML on stdout, one warning per
-    /// unsupported field on stderr).
+    /// Convert Calico projectcalico.org/v3 BGPPeer, BGPConfiguration,
+    /// BGPFilter and IPPool manifests to petrel.dev/v1 (YAML on stdout, one
+    /// warning per unsupported field on stderr).
     ConvertCalico {
         /// Manifest files (multi-document YAML); `-` reads standard input.
         #[arg(required = true, value_name = "FILE")]
