@@ -79,7 +79,7 @@ pub struct Session {
 /// of Established session *ends* it counted (every router reports its own
 /// end, so a session between two lab nodes is seen twice).
 pub fn established_summary(ends: usize) -> String {
-    if ends % 2 == 0 {
+    if ends.is_multiple_of(2) {
         format!(
             "all {} BGP sessions Established (each seen from both ends: {ends} session ends)",
             ends / 2
