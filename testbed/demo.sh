@@ -25,9 +25,28 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-bash .ci/setup
-cargo build --bins
-cargo build -p petrel-testbed --bin testbed
+# One line per step; build and install output only when a step fails.
+log_dir=/tmp/petrel-demo-logs
+mkdir -p "$log_dir"
+step() {
+    local what=$1 log="$log_dir/$2.log"
+    shift 2
+    printf '==== %s ... ' "$what"
+    local start=$SECONDS
+    if "$@" >"$log" 2>&1; then
+        echo "ok ($((SECONDS - start)) s)"
+    else
+        echo "FAILED; its output ($log):"
+        tail -n 40 "$log" >&2
+        exit 1
+    fi
+}
+
+# Only what the demo uses: BIRD, FRR, GoBGP, iproute2 and the CNI plugins
+# (no Go, kubectl or buf: those are for .ci/test).
+step "installing BIRD, FRR, GoBGP and the CNI plugins (apt)" setup bash .ci/setup-net
+step "building petrel, petrel-ipam and the testbed (several minutes the first time)" build \
+    cargo build --quiet -p petrel -p petrel-cni -p petrel-testbed --bins
 target="${CARGO_TARGET_DIR:-target}"
 export PETREL_BIN="${PETREL_BIN:-$(realpath "$target/debug/petrel")}"
 

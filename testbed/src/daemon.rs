@@ -339,18 +339,72 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// The petrel binary: `$PETREL_BIN`, else `<target>/debug/petrel` where
-/// `<target>` is `$CARGO_TARGET_DIR` or the workspace's `target/`.
+/// The cargo profile directory (`<target>/<profile>`) of the binary at
+/// `exe`: its directory, or the one above when it is a test binary in
+/// `<target>/<profile>/deps`.
+pub fn profile_dir_of(exe: &Path) -> Option<PathBuf> {
+    let dir = exe.parent()?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().map(Path::to_path_buf)
+    } else {
+        Some(dir.to_path_buf())
+    }
+}
+
+/// The petrel binary: `$PETREL_BIN`, else `petrel` of the profile the
+/// running binary was built with (`<target>/release/petrel` for tests built
+/// with `--release`), else `<target>/debug/petrel` where `<target>` is
+/// `$CARGO_TARGET_DIR` or the workspace's `target/`.
 pub fn petrel_bin() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("PETREL_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let bin = target_dir().join("debug").join("petrel");
-    if !bin.exists() {
-        bail!(
+    let profile = std::env::current_exe()
+        .ok()
+        .and_then(|exe| profile_dir_of(&exe));
+    let debug = target_dir().join("debug").join("petrel");
+    let bin = match profile.map(|d| d.join("petrel")) {
+        Some(own) if own.is_file() => own,
+        // A binary outside cargo's target directory (copied, installed).
+        Some(own) if !own.starts_with(target_dir()) && debug.is_file() => debug,
+        Some(own) => bail!(
+            "petrel binary not found at {}: run `cargo build --bin petrel` with the profile \
+             the tests were built with (`--release` too), or set PETREL_BIN",
+            own.display()
+        ),
+        None if debug.is_file() => debug,
+        None => bail!(
             "petrel binary not found at {}: run `cargo build --bin petrel` or set PETREL_BIN",
-            bin.display()
-        );
-    }
+            debug.display()
+        ),
+    };
     Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_dir_follows_the_running_binary() {
+        let t = Path::new("/w/target");
+        assert_eq!(
+            profile_dir_of(&t.join("release/deps/cli-0123abcd")),
+            Some(t.join("release"))
+        );
+        assert_eq!(
+            profile_dir_of(&t.join("debug/deps/cli-0123abcd")),
+            Some(t.join("debug"))
+        );
+        assert_eq!(
+            profile_dir_of(&t.join("x86_64-unknown-linux-gnu/release/testbed")),
+            Some(t.join("x86_64-unknown-linux-gnu/release"))
+        );
+        // This very test binary: its profile directory holds petrel when the
+        // binaries were built with the same profile.
+        let me = std::env::current_exe().unwrap();
+        let dir = profile_dir_of(&me).unwrap();
+        assert!(me.starts_with(&dir));
+        assert_ne!(dir.file_name().unwrap(), "deps");
+    }
 }

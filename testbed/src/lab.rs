@@ -20,8 +20,6 @@ static LAB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a daemon gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(3);
-/// Lines of each log shown by [`Lab::dump_logs`].
-const LOG_TAIL_LINES: usize = 400;
 
 struct LabNode {
     paths: DaemonPaths,
@@ -437,17 +435,24 @@ impl Lab {
         }
     }
 
-    /// The tail of every node's log, with headers: print this on failure.
+    /// Print this on failure, after the failure itself: per node, the few
+    /// log lines that explain it and the path of its full log, copied to
+    /// `/tmp/petrel-testbed-logs/<test>/` (see [`crate::faillog`]).
     pub fn dump_logs(&self) -> String {
-        let mut out = String::new();
+        let dir =
+            Path::new(crate::faillog::LOG_ROOT).join(crate::faillog::test_name(&self.topo.name));
+        let mut out = String::from("\n");
         for (name, n) in &self.nodes {
             if n.paths.kind == Kind::Linux {
                 continue;
             }
-            out.push_str(&format!(
-                "\n===== {name} ({}) log, last {LOG_TAIL_LINES} lines =====\n{}\n",
-                n.paths.kind,
-                tail(&self.log(name), LOG_TAIL_LINES)
+            let log = self.log(name);
+            let saved = crate::faillog::save(&dir, name, &log);
+            out.push_str(&crate::faillog::node_summary(
+                name,
+                &n.paths.kind.to_string(),
+                &log,
+                &saved,
             ));
         }
         out

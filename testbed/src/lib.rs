@@ -27,6 +27,7 @@ pub mod clab_keys;
 pub mod cluster;
 pub mod cni;
 pub mod daemon;
+pub mod faillog;
 pub mod k8s;
 pub mod kernel;
 pub mod lab;

@@ -97,7 +97,7 @@ fn deploy(
             || all_established(&lab),
         );
         match waited {
-            Ok(n) => println!("all {n} BGP sessions Established"),
+            Ok(ends) => println!("{}", petrel_testbed::status::established_summary(ends)),
             Err(e) => {
                 eprintln!("{e:#}\n{}", lab.dump_logs());
                 result = Err(e);
@@ -177,20 +177,51 @@ fn print_access(lab: &Lab) -> anyhow::Result<()> {
 }
 
 fn print_views(lab: &Lab) {
+    // Each router's own view: its sessions, then the routes it holds (what
+    // it learned from petrel, and what petrel learned from it).
     for node in lab.nodes() {
-        let view = match lab.kind(node) {
-            Ok(Kind::Petrel) => lab
-                .petrel(node, "peers")
-                .and_then(|peers| Ok(format!("{peers}\n{}", lab.petrel(node, "routes")?))),
-            Ok(Kind::Bird) => lab.birdc(node, "show protocols"),
-            Ok(Kind::Frr) => lab.vtysh(node, "show bgp summary"),
-            Ok(Kind::Gobgp) => lab.gobgp(node, "neighbor"),
+        let views: Vec<(&str, anyhow::Result<String>)> = match lab.kind(node) {
+            Ok(Kind::Petrel) => vec![
+                ("petrel peers", lab.petrel(node, "peers")),
+                ("petrel routes", lab.petrel(node, "routes")),
+                (
+                    "petrel routes --received (RCVD counts every prefix a peer sent, ACCEPTED \
+                     those import policy kept; IMPORT says why the others were rejected)",
+                    lab.petrel(node, "routes --received"),
+                ),
+            ],
+            Ok(Kind::Bird) => vec![
+                ("birdc show protocols", lab.birdc(node, "show protocols")),
+                ("birdc show route", lab.birdc(node, "show route")),
+            ],
+            Ok(Kind::Frr) => vec![
+                ("show bgp summary", lab.vtysh(node, "show bgp summary")),
+                (
+                    "show bgp ipv4 unicast",
+                    lab.vtysh(node, "show bgp ipv4 unicast"),
+                ),
+                (
+                    "show bgp ipv6 unicast",
+                    lab.vtysh(node, "show bgp ipv6 unicast"),
+                ),
+            ],
+            Ok(Kind::Gobgp) => vec![
+                ("gobgp neighbor", lab.gobgp(node, "neighbor")),
+                ("gobgp global rib", lab.gobgp(node, "global rib")),
+                (
+                    "gobgp global rib -a ipv6",
+                    lab.gobgp(node, "global rib -a ipv6"),
+                ),
+            ],
             _ => continue,
         };
         println!("===== {node} =====");
-        match view {
-            Ok(text) => println!("{}", text.trim_end()),
-            Err(e) => println!("error: {e:#}"),
+        for (title, view) in views {
+            println!("--- {title}");
+            match view {
+                Ok(text) => println!("{}", text.trim_end()),
+                Err(e) => println!("error: {e:#}"),
+            }
         }
     }
 }

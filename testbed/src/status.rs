@@ -75,6 +75,20 @@ pub struct Session {
     pub last_error: Option<String>,
 }
 
+/// The line the testbed prints once every session is up, from the number
+/// of Established session *ends* it counted (every router reports its own
+/// end, so a session between two lab nodes is seen twice).
+pub fn established_summary(ends: usize) -> String {
+    if ends.is_multiple_of(2) {
+        format!(
+            "all {} BGP sessions Established (each seen from both ends: {ends} session ends)",
+            ends / 2
+        )
+    } else {
+        format!("all {ends} BGP session ends Established (each router counts its own end)")
+    }
+}
+
 impl Session {
     pub fn is_established(&self) -> bool {
         self.state.eq_ignore_ascii_case("established")
@@ -287,6 +301,15 @@ pub fn same_addr(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_are_counted_once() {
+        // The demo: petrel with BIRD, FRR and GoBGP over IPv4 and IPv6.
+        let line = established_summary(12);
+        assert!(line.starts_with("all 6 BGP sessions Established"), "{line}");
+        assert!(line.contains("12 session ends"), "{line}");
+        assert!(established_summary(3).contains("3 BGP session ends"));
+    }
 
     #[test]
     fn petrel_json_contract_parses() {

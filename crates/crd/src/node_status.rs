@@ -107,7 +107,7 @@ pub struct PeerStatus {
 #[schemars(transform = super::bgp_peer::kubernetes_int_formats)]
 pub struct BlockStatus {
     pub cidr: String,
-    /// `pending` or `confirmed`.
+    /// `pending`, `confirmed` or `releasing`.
     pub state: String,
 }
 

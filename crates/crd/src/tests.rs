@@ -423,6 +423,26 @@ fn typed_docs<T: serde::de::DeserializeOwned>(file: &str, kind: &str) -> Vec<T> 
         .collect()
 }
 
+/// Every manifest that declares petrel's Namespace declares the same one:
+/// `kubectl apply` of a copy without the labels would strip them.
+#[test]
+fn namespace_declared_identically_everywhere() {
+    let canonical = typed_docs::<serde_json::Value>("00-namespace.yaml", "Namespace");
+    assert_eq!(canonical.len(), 1);
+    let mut files: Vec<_> = std::fs::read_dir(manifests_dir())
+        .expect("manifests dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    for f in files {
+        for ns in typed_docs::<serde_json::Value>(&f, "Namespace") {
+            assert_eq!(ns, canonical[0], "{f} declares the Namespace differently");
+        }
+    }
+}
+
 #[test]
 fn rbac_grants_what_the_agent_reads() {
     use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -534,5 +554,26 @@ fn assert_structural(schema: &serde_json::Value, at: &str) {
     }
     if let Some(items) = schema.get("items") {
         assert_structural(items, &format!("{at}[]"));
+    }
+}
+
+/// README's configuration reference: a blank line inside a table ends it,
+/// and the rows after it render as text (the BGPPeer table lost `families`).
+#[test]
+fn readme_tables_are_not_split_by_blank_lines() {
+    let readme = manifests_dir().join("../README.md");
+    let text = std::fs::read_to_string(&readme).expect("read README.md");
+    let lines: Vec<&str> = text.lines().collect();
+    let row = |l: &str| l.trim_start().starts_with('|');
+    let separator = |l: Option<&&str>| l.is_some_and(|l| row(l) && l.contains("---"));
+    for (i, w) in lines.windows(3).enumerate() {
+        // A row after a blank line that is not the header of a new table.
+        let new_table = separator(lines.get(i + 3));
+        assert!(
+            !(row(w[0]) && w[1].trim().is_empty() && row(w[2]) && !new_table),
+            "README.md:{}: a blank line splits a table before {:?}",
+            i + 2,
+            w[2]
+        );
     }
 }

@@ -14,4 +14,5 @@
 
 pub mod agent;
 pub mod cli;
+pub mod logfilter;
 pub mod metrics;

@@ -195,9 +195,9 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
-    /// Convert Calico projectcalico.org/v3 BGPPeer, BGPConfiguration and
-    /// BGPFilter manifests to petrel.dev/v1 (YAML on stdout, one warning per
-    /// unsupported field on stderr).
+    /// Convert Calico projectcalico.org/v3 BGPPeer, BGPConfiguration,
+    /// BGPFilter and IPPool manifests to petrel.dev/v1 (YAML on stdout, one
+    /// warning per unsupported field on stderr).
     ConvertCalico {
         /// Manifest files (multi-document YAML); `-` reads standard input.
         #[arg(required = true, value_name = "FILE")]
@@ -232,20 +232,19 @@ fn convert_calico(files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Log filter when neither `--log-level` nor `RUST_LOG` is given. kube's
-/// client logs every failed request at error level (several a second during
-/// an API server outage); petrel reports those failures itself, once.
-const DEFAULT_LOG_FILTER: &str = "info,kube_client=off";
-
 fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
+    use petrel::logfilter::{DEFAULT, with_quiet_kube};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer, fmt, reload};
+    // kube's own logs stay off unless the filter names them (petrel::logfilter).
     let filter = match level {
-        Some(l) => EnvFilter::try_new(l).map_err(|e| format!("invalid --log-level {l:?}: {e}"))?,
-        None => {
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
-        }
+        Some(l) => EnvFilter::try_new(with_quiet_kube(l))
+            .map_err(|e| format!("invalid --log-level {l:?}: {e}"))?,
+        None => std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|env| EnvFilter::try_new(with_quiet_kube(&env)).ok())
+            .unwrap_or_else(|| EnvFilter::new(with_quiet_kube(DEFAULT))),
     };
     // The filter sits behind a reload layer so `petrel log-level` can
     // replace it at run time (petrel_api::log).

@@ -139,13 +139,19 @@ fn spawn_watcher(
         // relist attempt, before the list has succeeded, so during an outage
         // it retried every ~0.5 s forever. Here only real progress resets it.
         let mut backoff = WatchBackoff::new(Duration::from_millis(500), max_backoff);
+        // A 403 will not go away by itself (someone has to edit the RBAC):
+        // ask again rarely.
+        let (min, max) = FORBIDDEN_BACKOFF;
+        let mut forbidden = WatchBackoff::new(min, max);
         let stream = watcher(api, config);
         futures::pin_mut!(stream);
         while let Some(item) = stream.next().await {
             let failed = item.is_err();
             if matches!(&item, Ok(e) if !matches!(e, watcher::Event::Init)) {
                 kube::runtime::utils::Backoff::reset(&mut backoff);
+                kube::runtime::utils::Backoff::reset(&mut forbidden);
             }
+            let refused = matches!(&item, Err(e) if is_forbidden(e));
             let to_value = |o: DynamicObject| serde_json::to_value(o).unwrap_or(Value::Null);
             let msg = item.map(|e| match e {
                 watcher::Event::Apply(o) => WatchEvent::Apply(to_value(o)),
@@ -158,12 +164,21 @@ fn spawn_watcher(
                 break;
             }
             if failed {
-                let delay = backoff.next().unwrap_or(max_backoff);
+                let delay = if refused {
+                    forbidden.next().unwrap_or(max)
+                } else {
+                    backoff.next().unwrap_or(max_backoff)
+                };
                 tokio::time::sleep(delay).await;
             }
         }
     }))
 }
+
+/// Retry delays of a watch the API server refuses (403): 30 s doubling up
+/// to 5 minutes (with jitter), instead of the few seconds of other errors.
+pub(crate) const FORBIDDEN_BACKOFF: (Duration, Duration) =
+    (Duration::from_secs(30), Duration::from_secs(300));
 
 /// The HTTP status of a watch failure the API server answered.
 fn api_code(e: &watcher::Error) -> Option<u16> {
@@ -277,24 +292,38 @@ impl Driver {
                 // list (or a watch event) arrives.
                 if !matches!(event, WatchEvent::Init) && self.failing.remove(&key) {
                     tracing::info!(node, watch = %key, "watch resumed");
+                    self.state.set_forbidden(&key, false);
                 }
                 self.state.handle(&key, event)
             }
             Err(e) => {
-                if self.failing.insert(key.clone()) {
-                    let kept = if self.published.is_some() {
-                        "keeping the last configuration"
-                    } else {
-                        "no configuration yet"
-                    };
+                let secret_refused = matches!(key, WatchKey::Secret(_)) && is_forbidden(&e);
+                let kept = if self.published.is_some() {
+                    "keeping the last configuration"
+                } else {
+                    "no configuration yet"
+                };
+                if !self.failing.insert(key.clone()) {
+                    tracing::debug!(node, watch = %key, "still cannot watch: {e}");
+                } else if secret_refused {
+                    tracing::warn!(
+                        node,
+                        watch = %key,
+                        "forbidden: the agent may not read this Secret (403); peers naming it \
+                         are left out until Role petrel-secrets (manifests/rbac.yaml) lists it; \
+                         retrying every 30 s to 5 min"
+                    );
+                } else {
                     tracing::warn!(node, watch = %key, "cannot watch: {e}; retrying with backoff ({kept})");
                 }
-                if (matches!(key, WatchKey::Secret(_)) && is_forbidden(&e)) || is_not_found(&e) {
+                if secret_refused || is_not_found(&e) {
                     // Not allowed to read it, or its CRD is not installed
                     // (an older manifests/crds.yaml): count it as empty
                     // rather than holding back every other change. The
                     // watch keeps retrying and picks the objects up later.
-                    self.state.mark_unreadable(&key)
+                    let was = self.state.is_forbidden(&key);
+                    self.state.set_forbidden(&key, secret_refused);
+                    self.state.mark_unreadable(&key) || was != secret_refused
                 } else {
                     false
                 }

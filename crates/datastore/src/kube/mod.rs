@@ -20,7 +20,9 @@
 //!   logged once, with the object.
 //! - **Outages**: watch errors are retried with a jittered exponential
 //!   backoff (0.5 s doubling up to [`KubeOptions::max_backoff`]) and logged
-//!   once per watch; the last snapshot stays published. kube-runtime's watcher
+//!   once per watch; the last snapshot stays published. A Secret the agent
+//!   may not read (403) is retried every 30 s to 5 min, logged once as
+//!   forbidden, and a peer naming it is reported as forbidden, not missing. kube-runtime's watcher
 //!   resumes from the last resourceVersion, and relists after 410 Gone.
 //! - **Local cache**: every published snapshot's objects are written to a
 //!   cache file; when the API server cannot be reached at start-up, the cached

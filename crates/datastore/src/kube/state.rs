@@ -213,6 +213,8 @@ pub struct State {
     good: BTreeMap<ObjKey, Value>,
     /// Error text already logged per object (logged again only when it changes).
     logged: BTreeMap<ObjKey, String>,
+    /// Secrets the API server refuses to show the agent (403).
+    forbidden: BTreeSet<String>,
 }
 
 impl State {
@@ -279,6 +281,23 @@ impl State {
             }
             _ => false,
         }
+    }
+
+    /// Records whether the Secret watch `key` is refused (403), so a peer
+    /// naming it is reported as forbidden rather than "not found".
+    pub fn set_forbidden(&mut self, key: &WatchKey, forbidden: bool) {
+        if let WatchKey::Secret(name) = key {
+            if forbidden {
+                self.forbidden.insert(name.clone());
+            } else {
+                self.forbidden.remove(name);
+            }
+        }
+    }
+
+    /// Whether the Secret watch `key` is refused (403).
+    pub fn is_forbidden(&self, key: &WatchKey) -> bool {
+        matches!(key, WatchKey::Secret(n) if self.forbidden.contains(n))
     }
 
     /// Whether every watch has completed its first list.
@@ -355,6 +374,7 @@ impl State {
         }
         for n in &removed {
             self.watches.remove(&WatchKey::Secret(n.clone()));
+            self.forbidden.remove(n);
         }
         (added, removed)
     }
@@ -390,7 +410,7 @@ impl State {
                 }
                 continue;
             }
-            let text = errs.join("; ");
+            let text = forbidden_wording(&errs.join("; "), &self.forbidden);
             if self.logged.get(key) != Some(&text) {
                 let kept = if self.good.contains_key(key) {
                     "keeping its last valid version"
@@ -470,6 +490,22 @@ impl State {
             objects: inputs.into_values().collect(),
         }
     }
+}
+
+/// `text` with each "Secret "x" not found" of a Secret the agent may not
+/// read (403) said as it is: forbidden, and where to allow it.
+pub(crate) fn forbidden_wording(text: &str, forbidden: &BTreeSet<String>) -> String {
+    let mut text = text.to_string();
+    for name in forbidden {
+        text = text.replace(
+            &format!("Secret {name:?} not found"),
+            &format!(
+                "Secret {name:?} is forbidden to the agent (403): add it to the \
+                 resourceNames of Role petrel-secrets (manifests/rbac.yaml)"
+            ),
+        );
+    }
+    text
 }
 
 /// An object for a log line: a Secret's data is replaced by its keys.

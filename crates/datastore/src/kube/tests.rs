@@ -574,3 +574,38 @@ fn mesh_keeps_its_last_password() {
     assert!(fresh.peers.is_empty(), "no mesh without its password");
     assert_eq!(fresh.problems.len(), 1, "{:?}", fresh.problems);
 }
+
+#[test]
+fn forbidden_watches_retry_rarely() {
+    let (min, max) = super::driver::FORBIDDEN_BACKOFF;
+    let mut b = WatchBackoff::new(min, max);
+    let first = b.next().unwrap();
+    assert!(first >= Duration::from_secs(15), "{first:?}");
+    let last = b.by_ref().take(10).last().unwrap();
+    assert!(
+        last >= Duration::from_secs(150) && last <= Duration::from_secs(300),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn a_forbidden_secret_is_reported_as_forbidden_not_missing() {
+    let mut s = synced();
+    s.handle(&PEERS, WatchEvent::Apply(peer_with_secret("p", "locked")));
+    s.set_secret_watches(&s.referenced_secrets());
+    let key = WatchKey::Secret("locked".into());
+    s.set_forbidden(&key, true);
+    assert!(s.mark_unreadable(&key));
+    assert!(s.is_forbidden(&key));
+    let forbidden: std::collections::BTreeSet<String> = ["locked".to_string()].into();
+    let text = super::state::forbidden_wording(
+        "spec.password.secretKeyRef: Secret \"locked\" not found; Secret \"other\" not found",
+        &forbidden,
+    );
+    assert!(text.contains("Secret \"locked\" is forbidden"), "{text}");
+    assert!(text.contains("Secret \"other\" not found"), "{text}");
+    // The peer stops naming it: nothing is remembered.
+    s.handle(&PEERS, WatchEvent::Delete(peer_with_secret("p", "locked")));
+    s.set_secret_watches(&s.referenced_secrets());
+    assert!(!s.is_forbidden(&key));
+}

@@ -14,6 +14,16 @@ use tokio::sync::watch;
 /// How often the report is rebuilt (the writer coalesces and rate-limits).
 const INTERVAL: Duration = Duration::from_secs(2);
 
+/// A block's state as the PetrelNode CRD documents it (lower case, like
+/// IPAMBlock's `state`).
+fn block_state_name(state: BlockClaimState) -> &'static str {
+    match state {
+        BlockClaimState::Pending => "pending",
+        BlockClaimState::Confirmed => "confirmed",
+        BlockClaimState::Releasing => "releasing",
+    }
+}
+
 /// Keeps `tx` equal to the node's current status until the channel closes.
 pub async fn run(
     speaker: SpeakerHandle,
@@ -59,12 +69,7 @@ pub async fn run(
                 .filter(|b| b.owner_node == s.node)
                 .map(|b| BlockReport {
                     cidr: b.cidr.to_string(),
-                    state: match b.state {
-                        BlockClaimState::Pending => "Pending",
-                        BlockClaimState::Confirmed => "Confirmed",
-                        BlockClaimState::Releasing => "Releasing",
-                    }
-                    .to_string(),
+                    state: block_state_name(b.state).to_string(),
                 })
                 .collect(),
             Err(_) => tx.borrow().blocks.clone(),
@@ -180,5 +185,12 @@ mod tests {
             "{}",
             bad.message
         );
+    }
+
+    #[test]
+    fn block_states_are_the_documented_lower_case_names() {
+        assert_eq!(block_state_name(BlockClaimState::Pending), "pending");
+        assert_eq!(block_state_name(BlockClaimState::Confirmed), "confirmed");
+        assert_eq!(block_state_name(BlockClaimState::Releasing), "releasing");
     }
 }

@@ -1,5 +1,6 @@
 //! `petrel convert-calico`: turns Calico `projectcalico.org/v3` manifests
-//! (BGPPeer, BGPConfiguration, BGPFilter) into `petrel.dev/v1` manifests.
+//! (BGPPeer, BGPConfiguration, BGPFilter, IPPool) into `petrel.dev/v1`
+//! manifests.
 //!
 //! The field lists are not repeated here: every object is deserialized into
 //! petrel's own typed resources ([`petrel_crd`]), which reject unknown fields,
@@ -10,7 +11,10 @@
 //! Related RFCs: none directly (configuration translation); the fields carry
 //! RFC 4271 / RFC 2385 / RFC 5082 / RFC 1997 settings unchanged.
 
-use petrel_crd::{API_VERSION, BGPConfiguration, BGPFilter, BGPPeer, CALICO_API_VERSION};
+use petrel_crd::{
+    API_VERSION, AssignmentMode, BGPConfiguration, BGPFilter, BGPPeer, CALICO_API_VERSION,
+    EncapsulationMode, IPPool, SecretKeySelector,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -45,6 +49,14 @@ pub enum ConvertError {
 /// creationTimestamp, managedFields, namespace, ...) is set by the API server
 /// of the old cluster and must not be applied to a new one.
 const KEPT_METADATA: [&str; 3] = ["name", "labels", "annotations"];
+
+/// Annotations of the old cluster's own bookkeeping, not carried over:
+/// Calico's API server keeps the v3 object's metadata in this one.
+const DROPPED_ANNOTATIONS: [&str; 1] = ["projectcalico.org/metadata"];
+
+/// The Secrets the shipped `manifests/rbac.yaml` lets the agent read (Role
+/// petrel-secrets, `resourceNames`); a unit test keeps the two in step.
+pub(crate) const RBAC_SECRET_NAMES: [&str; 1] = ["bgp-passwords"];
 
 /// Most fields removed from one object before giving up on it.
 const MAX_REMOVALS: usize = 64;
@@ -108,21 +120,14 @@ fn convert_object(
     let kind = kind.to_string();
     let at = format!("{at}: {kind} {name:?}");
     match kind.as_str() {
-        "BGPPeer" | "BGPConfiguration" | "BGPFilter" => {}
-        "IPPool" => {
-            warnings.push(format!(
-                "{at}: skipped: petrel has no IPPool kind yet (it advertises the node's pod CIDRs and the \
-                 BGPConfiguration service CIDRs)"
-            ));
-            return Ok(None);
-        }
+        "BGPPeer" | "BGPConfiguration" | "BGPFilter" | "IPPool" => {}
         "" => {
             warnings.push(format!("{at}: no kind; skipped"));
             return Ok(None);
         }
         _ => {
             warnings.push(format!(
-                "{at}: skipped: only BGPPeer, BGPConfiguration and BGPFilter are converted"
+                "{at}: skipped: only BGPPeer, BGPConfiguration, BGPFilter and IPPool are converted"
             ));
             return Ok(None);
         }
@@ -153,6 +158,12 @@ fn convert_object(
             }
         }
     }
+    if let Some(Value::Object(a)) = metadata.get_mut("annotations") {
+        a.retain(|k, _| !DROPPED_ANNOTATIONS.contains(&k.as_str()));
+        if a.is_empty() {
+            metadata.remove("annotations");
+        }
+    }
     let spec = match obj.remove("spec") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(s) => s,
@@ -172,6 +183,9 @@ fn convert_object(
             config_semantics(&at, &mut c, warnings);
             encode(&c)
         }),
+        "IPPool" => typed::<IPPool>(&at, &mut value, warnings)
+            .and_then(|p| pool_semantics(&at, p, warnings))
+            .map(|p| encode(&p)),
         _ => typed::<BGPFilter>(&at, &mut value, warnings).map(|f| encode(&f)),
     };
     match encoded {
@@ -306,6 +320,27 @@ fn peer_semantics(at: &str, p: &mut BGPPeer, warnings: &mut Vec<String>) {
             "{at}: spec.reachableBy: accepted but ignored by petrel (add the static route to the peer yourself); kept"
         ));
     }
+    let secret = p
+        .spec
+        .password
+        .as_ref()
+        .and_then(|p| p.secret_key_ref.as_ref());
+    secret_rbac(at, "spec.password.secretKeyRef", secret, warnings);
+}
+
+/// Warns when the agent may not read the Secret `sel` names with the shipped
+/// RBAC (it would leave the peer out, as forbidden).
+fn secret_rbac(at: &str, field: &str, sel: Option<&SecretKeySelector>, warnings: &mut Vec<String>) {
+    let Some(sel) = sel else { return };
+    if !RBAC_SECRET_NAMES.contains(&sel.name.as_str()) {
+        warnings.push(format!(
+            "{at}: {field}: Secret {:?} is not one the shipped manifests/rbac.yaml lets the agent read \
+             (Role petrel-secrets lists {}): add it to that Role's resourceNames, and create the Secret \
+             in petrel's namespace (petrel-system); kept",
+            sel.name,
+            RBAC_SECRET_NAMES.map(|n| format!("{n:?}")).join(", ")
+        ));
+    }
 }
 
 /// Calico BGPConfiguration fields the type accepts but petrel rejects or ignores.
@@ -315,6 +350,79 @@ fn config_semantics(at: &str, c: &mut BGPConfiguration, warnings: &mut Vec<Strin
             "{at}: spec.logSeverityScreen: accepted but ignored by petrel (set RUST_LOG instead); kept"
         ));
     }
+    // The CRD rejects the mesh's settings with the mesh disabled (Calico
+    // ignores them).
+    if c.spec.node_to_node_mesh_enabled == Some(false) {
+        if c.spec.node_mesh_max_restart_time.take().is_some() {
+            warnings.push(format!(
+                "{at}: spec.nodeMeshMaxRestartTime: cannot be set when nodeToNodeMeshEnabled is false \
+                 (the CRD rejects it); removed"
+            ));
+        }
+        if c.spec.node_mesh_password.take().is_some() {
+            warnings.push(format!(
+                "{at}: spec.nodeMeshPassword: cannot be set when nodeToNodeMeshEnabled is false \
+                 (the CRD rejects it); removed"
+            ));
+        }
+    }
+    let secret = c
+        .spec
+        .node_mesh_password
+        .as_ref()
+        .and_then(|p| p.secret_key_ref.as_ref());
+    secret_rbac(at, "spec.nodeMeshPassword.secretKeyRef", secret, warnings);
+}
+
+/// Calico IPPool fields petrel's datastore rejects: encapsulation and NAT
+/// (petrel routes pod addresses natively), per-namespace pools. `None` (with
+/// a warning) when the pool would still be rejected.
+fn pool_semantics(at: &str, mut p: IPPool, warnings: &mut Vec<String>) -> Option<IPPool> {
+    for (field, mode) in [
+        ("spec.ipipMode", &mut p.spec.ipip_mode),
+        ("spec.vxlanMode", &mut p.spec.vxlan_mode),
+    ] {
+        if let Some(m) = *mode
+            && m != EncapsulationMode::Never
+        {
+            *mode = None;
+            warnings.push(format!(
+                "{at}: {field}: {m}: petrel does not encapsulate; pod addresses are routed natively, so \
+                 the network between the nodes must route them (peer the routers with petrel); removed"
+            ));
+        }
+    }
+    if p.spec.nat_outgoing {
+        p.spec.nat_outgoing = false;
+        warnings.push(format!(
+            "{at}: spec.natOutgoing: true: petrel does not NAT; pod addresses must be reachable from \
+             outside (or NAT them at the edge); removed"
+        ));
+    }
+    if let Some(s) = p.spec.namespace_selector.as_deref()
+        && !matches!(s.trim(), "" | "all()")
+    {
+        warnings.push(format!(
+            "{at}: spec.namespaceSelector: {s:?}: petrel chooses pools per node only; removed (the pool \
+             serves every namespace)"
+        ));
+        p.spec.namespace_selector = None;
+    }
+    if p.spec.assignment_mode == Some(AssignmentMode::Manual) {
+        warnings.push(format!(
+            "{at}: spec.assignmentMode: Manual is not supported (petrel would hand out its addresses \
+             automatically); object skipped"
+        ));
+        return None;
+    }
+    let errors = p.spec.validate();
+    if errors.is_empty() {
+        return Some(p);
+    }
+    for (field, reason) in errors {
+        warnings.push(format!("{at}: {field}: {reason}; object skipped"));
+    }
+    None
 }
 
 #[cfg(test)]

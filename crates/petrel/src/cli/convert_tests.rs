@@ -139,7 +139,14 @@ fn global_peer_drops_server_metadata_without_warning() {
 #[test]
 fn node_peer_keeps_password_ttl_and_labels() {
     let c = convert(NODE_PEER);
-    assert_eq!(c.warnings, Vec::<String>::new());
+    // bgp-secrets is not a Secret the shipped RBAC lets the agent read.
+    assert_eq!(c.warnings.len(), 1, "{:#?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("spec.password.secretKeyRef: Secret \"bgp-secrets\" is not one")
+            && c.warnings[0].contains("petrel-secrets"),
+        "{:#?}",
+        c.warnings
+    );
     let d = &docs(&c.yaml)[0];
     assert_eq!(d["metadata"]["labels"]["rack"], "r1");
     assert_eq!(d["spec"]["node"], "rack1-host1");
@@ -295,11 +302,6 @@ fn other_kinds_are_skipped_with_a_warning() {
     let c = convert(
         "\
 apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: default-ipv4-ippool}
-spec: {cidr: 192.168.0.0/16, ipipMode: Always, natOutgoing: true}
----
-apiVersion: projectcalico.org/v3
 kind: BGPConfiguration
 metadata: {name: node.rack1-host1}
 spec: {listenPort: 178}
@@ -316,14 +318,133 @@ spec: {peerIP: 10.0.0.1, asNumber: 65001}
     );
     assert_eq!(c.objects, 0);
     assert_eq!(c.yaml, "");
-    assert_eq!(c.warnings.len(), 4, "{:#?}", c.warnings);
-    assert!(
-        c.warnings[0]
-            .contains("IPPool \"default-ipv4-ippool\": skipped: petrel has no IPPool kind")
+    assert_eq!(c.warnings.len(), 3, "{:#?}", c.warnings);
+    assert!(c.warnings[0].contains("only the BGPConfiguration named \"default\""));
+    assert!(c.warnings[1].contains("FelixConfiguration"));
+    assert!(c.warnings[2].contains("apiVersion \"crd.projectcalico.org/v1\""));
+}
+
+// Calico's default pools, as `calicoctl get ippools -o yaml` prints them.
+const POOLS: &str = "\
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: default-ipv4-ippool
+  annotations:
+    projectcalico.org/metadata: '{\"uid\":\"1\",\"creationTimestamp\":\"2024-01-01T00:00:00Z\"}'
+    team: net
+spec:
+  cidr: 192.168.0.0/16
+  blockSize: 26
+  ipipMode: Always
+  vxlanMode: Never
+  natOutgoing: true
+  nodeSelector: all()
+  allowedUses: [Workload, Tunnel]
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: default-ipv6-ippool}
+spec:
+  cidr: fd00:10:244::/48
+  blockSize: 122
+  vxlanMode: CrossSubnet
+  disabled: true
+  disableBGPExport: true
+  nodeSelector: rack == 'r1'
+";
+
+#[test]
+fn ip_pools_convert_with_warnings_on_encapsulation_and_nat() {
+    let c = convert(POOLS);
+    assert_eq!(c.objects, 2, "{:#?}", c.warnings);
+    assert_eq!(c.warnings.len(), 3, "{:#?}", c.warnings);
+    assert!(c.warnings[0].contains("IPPool \"default-ipv4-ippool\": spec.ipipMode: Always"));
+    assert!(c.warnings[1].contains("spec.natOutgoing"));
+    assert!(c.warnings[2].contains("IPPool \"default-ipv6-ippool\": spec.vxlanMode: CrossSubnet"));
+    let d = docs(&c.yaml);
+    assert_eq!(d[0]["kind"], "IPPool");
+    assert_eq!(d[0]["apiVersion"], "petrel.dev/v1");
+    assert_eq!(
+        d[0]["metadata"],
+        serde_json::json!({"name": "default-ipv4-ippool", "annotations": {"team": "net"}}),
+        "projectcalico.org/metadata is dropped"
     );
-    assert!(c.warnings[1].contains("only the BGPConfiguration named \"default\""));
-    assert!(c.warnings[2].contains("FelixConfiguration"));
-    assert!(c.warnings[3].contains("apiVersion \"crd.projectcalico.org/v1\""));
+    assert_eq!(d[0]["spec"]["cidr"], "192.168.0.0/16");
+    assert_eq!(d[0]["spec"]["blockSize"], 26);
+    assert!(d[0]["spec"].get("ipipMode").is_none());
+    assert!(d[0]["spec"].get("natOutgoing").is_none());
+    assert_eq!(d[1]["spec"]["disabled"], true);
+    assert_eq!(d[1]["spec"]["disableBGPExport"], true);
+    assert_eq!(d[1]["spec"]["nodeSelector"], "rack == 'r1'");
+    // And the datastore takes them.
+    let snap = load(&[("pools.yaml", &c.yaml)]).expect("loads");
+    assert_eq!(snap.ip_pools.len(), 2);
+}
+
+#[test]
+fn ip_pools_petrel_would_reject_are_skipped() {
+    let c = convert(
+        "\
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: manual}
+spec: {cidr: 10.10.0.0/16, assignmentMode: Manual}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: tiny-blocks}
+spec: {cidr: 10.20.0.0/16, blockSize: 8}
+",
+    );
+    assert_eq!(c.objects, 0, "{}", c.yaml);
+    assert_eq!(c.warnings.len(), 2, "{:#?}", c.warnings);
+    assert!(c.warnings[0].contains("assignmentMode: Manual"));
+    assert!(c.warnings[1].contains("spec.blockSize") && c.warnings[1].contains("object skipped"));
+}
+
+#[test]
+fn mesh_settings_without_the_mesh_are_removed() {
+    let c = convert(
+        "\
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec:
+  nodeToNodeMeshEnabled: false
+  asNumber: 64512
+  nodeMeshMaxRestartTime: 90s
+  nodeMeshPassword: {secretKeyRef: {name: bgp-passwords, key: mesh}}
+",
+    );
+    assert_eq!(c.objects, 1);
+    assert_eq!(c.warnings.len(), 2, "{:#?}", c.warnings);
+    assert!(c.warnings[0].contains("spec.nodeMeshMaxRestartTime"));
+    assert!(c.warnings[1].contains("spec.nodeMeshPassword"));
+    let spec = &docs(&c.yaml)[0]["spec"];
+    assert!(spec.get("nodeMeshMaxRestartTime").is_none());
+    assert!(spec.get("nodeMeshPassword").is_none());
+    assert_eq!(spec["nodeToNodeMeshEnabled"], false);
+}
+
+#[test]
+fn rbac_secret_names_match_the_shipped_role() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/rbac.yaml"),
+    )
+    .expect("read manifests/rbac.yaml");
+    let docs: Vec<Value> = serde_saphyr::from_str_multiple(&text).expect("YAML");
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "petrel-secrets")
+        .expect("Role petrel-secrets");
+    let names: Vec<&str> = role["rules"][0]["resourceNames"]
+        .as_array()
+        .expect("resourceNames")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(names, RBAC_SECRET_NAMES);
 }
 
 #[test]
