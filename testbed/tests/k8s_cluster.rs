@@ -5,7 +5,7 @@
 //! | test | what |
 //! |---|---|
 //! | `cluster_runs_pods_and_leaves_the_host_alone` | 2 nodes register with their annotations and wait for a CNI configuration; a hostNetwork pod of `petrel-test:dev` runs on node2 (sees node2's name and address), `kubectl logs` and `exec` reach it; the `kubernetes` Service answers from a node through kube-proxy; each node sees the kernel tunables the kubelet wants while the host keeps its own; `down` leaves no namespace, cgroup, fixed kubelet path or changed `kernel.`/`vm.` sysctl behind |
-//! | `petrel_from_its_manifests_makes_the_nodes_ready` | (ignored until the `petrel:dev` image is built here) README's install: every DaemonSet pod Ready, `petrel-ipam` installed by the init container, the agent's conflist, nodes Ready through it; 6 pods of a Deployment get addresses from their node's block and reach each other (ping and HTTP); the ToR holds one route per block; then (`k8s_cluster/workloads.rs`, the pool has /29 blocks): `kubectl delete pod` frees the pod's allocation in its `IPAMBlock` (CNI DEL through the kubelet); 7 more pods pinned to node3 fill its block, node3 claims a second one, the ToR routes it to node3, and deleting them frees their addresses; a LoadBalancer Service with `externalTrafficPolicy: Local` and `status.loadBalancer.ingress[].ip` set: the ToR routes the `serviceLoadBalancerIPs` /24 to every node and the /32 only to nodes with a ready pod (all three, one after scaling to 1, all three again); `kubectl drain node2`: its pods run Ready elsewhere, their allocations are gone, the /32 leaves node2; `kubectl rollout restart daemonset/petrel` while a pod on node1 pings a pod on node3 every 10 ms: no packet lost |
+//! | `petrel_from_its_manifests_makes_the_nodes_ready` | (ignored until the `petrel:dev` image is built here) README's install: every DaemonSet pod Ready, `petrel-ipam` installed by the init container, the agent's conflist, nodes Ready through it; 6 pods of a Deployment get addresses from their node's block and reach each other (ping and HTTP); the ToR holds one route per block; then (`k8s_cluster/workloads.rs`, the pool has /29 blocks): `kubectl delete pod` frees the pod's allocation in its `IPAMBlock` (CNI DEL through the kubelet); 7 more pods pinned to node3 fill its block, node3 claims a second one, the ToR routes it to node3, and deleting them frees their addresses; a LoadBalancer Service with `externalTrafficPolicy: Local` and `status.loadBalancer.ingress[].ip` set: the ToR routes the `serviceLoadBalancerIPs` /24 to every node and the /32 only to nodes with a ready pod (all three, one after scaling to 1, all three again); `kubectl drain node2`: its pods run Ready elsewhere, their allocations are gone, the /32 leaves node2; `kubectl rollout restart daemonset/petrel` while a pod on node1 pings a pod on node3 every 10 ms: no packet lost; `kubectl delete node node2`: node1 and node3 drop routes to node2's blocks at once, node2's blocks stay claimed after its agent pod is deleted, README's cleanup removes them for good |
 //!
 //! Run as root: `cargo test -p petrel-testbed --test k8s_cluster` (the
 //! binaries come from `.ci/setup-k8s`). The second test also needs the
@@ -429,6 +429,10 @@ fn petrel_from_its_manifests_makes_the_nodes_ready() {
         )?;
         step("drain", workloads::drain_moves_pods_and_frees_addresses)?;
         step("agent restart", workloads::agent_restart_loses_no_packet)?;
+        step(
+            "delete node",
+            workloads::deleted_node_keeps_its_blocks_until_cleaned_up,
+        )?;
         Ok(())
     };
     let result = check();

@@ -442,3 +442,88 @@ pub fn agent_restart_loses_no_packet(c: &Cluster) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The names `kubectl get KIND -o jsonpath=PATH` lists, one a line.
+fn names(c: &Cluster, kind: &str, path: &str) -> anyhow::Result<Vec<String>> {
+    Ok(
+        c.kubectl(&["get", kind, "-o", &format!("jsonpath={path}")])?
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// README's cleanup of a removed node's blocks, as one kubectl call each.
+const NODE2_BLOCKS: &str =
+    r#"{range .items[?(@.spec.affinity=="host:node2")]}{.metadata.name}{"\n"}{end}"#;
+const NODE2_AFFINITIES: &str =
+    r#"{range .items[?(@.spec.node=="node2")]}{.metadata.name}{"\n"}{end}"#;
+
+/// 6. `kubectl delete node node2` (README, "Removing a node"): the other
+///    nodes drop node2's blocks from their tables at once; node2's agent pod
+///    is deleted (what the pod garbage collector does within about a
+///    minute) and stops; node2's blocks stay claimed until README's cleanup
+///    removes them, after which they stay gone.
+pub fn deleted_node_keeps_its_blocks_until_cleaned_up(c: &Cluster) -> anyhow::Result<()> {
+    let cidrs = blocks(c)?.remove("node2").unwrap_or_default();
+    ensure!(!cidrs.is_empty(), "node2 has no block");
+    let agent = c.kubectl(&[
+        "-n",
+        "petrel-system",
+        "get",
+        "pods",
+        "--field-selector=spec.nodeName=node2",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ])?;
+    c.kubectl(&["delete", "node", "node2", "--wait=true"])?;
+    for node in ["node1", "node3"] {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("{node} without node2's blocks"),
+            || {
+                let routes = c.exec(node, &["ip", "-4", "route"])?;
+                let left: Vec<String> = cidrs
+                    .iter()
+                    .map(|b| b.to_string())
+                    .filter(|b| routes.lines().any(|l| l.starts_with(&format!("{b} "))))
+                    .collect();
+                ensure!(left.is_empty(), "routes to {left:?} in {routes}");
+                Ok(())
+            },
+        )?;
+    }
+    c.kubectl(&[
+        "-n",
+        "petrel-system",
+        "delete",
+        "pod",
+        agent.trim(),
+        "--wait=true",
+        "--timeout=60s",
+    ])?;
+    let still = names(c, "ipamblocks", NODE2_BLOCKS)?;
+    ensure!(
+        still.len() == cidrs.len(),
+        "node2's blocks {cidrs:?} after its removal: {still:?}"
+    );
+    let mut del = vec!["delete", "ipamblock"];
+    del.extend(still.iter().map(String::as_str));
+    c.kubectl(&del)?;
+    let affinities = names(c, "blockaffinities", NODE2_AFFINITIES)?;
+    ensure!(!affinities.is_empty(), "node2 has no BlockAffinity");
+    let mut del = vec!["delete", "blockaffinity"];
+    del.extend(affinities.iter().map(String::as_str));
+    c.kubectl(&del)?;
+    std::thread::sleep(Duration::from_secs(5));
+    let back = (
+        names(c, "ipamblocks", NODE2_BLOCKS)?,
+        names(c, "blockaffinities", NODE2_AFFINITIES)?,
+    );
+    ensure!(
+        back.0.is_empty() && back.1.is_empty(),
+        "node2's blocks and affinities after the cleanup: {back:?}"
+    );
+    Ok(())
+}
