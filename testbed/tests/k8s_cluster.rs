@@ -5,13 +5,16 @@
 //! | test | what |
 //! |---|---|
 //! | `cluster_runs_pods_and_leaves_the_host_alone` | 2 nodes register with their annotations and wait for a CNI configuration; a hostNetwork pod of `petrel-test:dev` runs on node2 (sees node2's name and address), `kubectl logs` and `exec` reach it; the `kubernetes` Service answers from a node through kube-proxy; each node sees the kernel tunables the kubelet wants while the host keeps its own; `down` leaves no namespace, cgroup, fixed kubelet path or changed `kernel.`/`vm.` sysctl behind |
-//! | `petrel_from_its_manifests_makes_the_nodes_ready` | (ignored until the `petrel:dev` image is built here) README's install: every DaemonSet pod Ready, `petrel-ipam` installed by the init container, the agent's conflist, nodes Ready through it; 6 pods of a Deployment get addresses from their node's block and reach each other (ping and HTTP); the ToR holds one route per block |
+//! | `petrel_from_its_manifests_makes_the_nodes_ready` | (ignored until the `petrel:dev` image is built here) README's install: every DaemonSet pod Ready, `petrel-ipam` installed by the init container, the agent's conflist, nodes Ready through it; 6 pods of a Deployment get addresses from their node's block and reach each other (ping and HTTP); the ToR holds one route per block; then (`k8s_cluster/workloads.rs`, the pool has /29 blocks): `kubectl delete pod` frees the pod's allocation in its `IPAMBlock` (CNI DEL through the kubelet); 7 more pods pinned to node3 fill its block, node3 claims a second one, the ToR routes it to node3, and deleting them frees their addresses; a LoadBalancer Service with `externalTrafficPolicy: Local` and `status.loadBalancer.ingress[].ip` set: the ToR routes the `serviceLoadBalancerIPs` /24 to every node and the /32 only to nodes with a ready pod (all three, one after scaling to 1, all three again); `kubectl drain node2`: its pods run Ready elsewhere, their allocations are gone, the /32 leaves node2; `kubectl rollout restart daemonset/petrel` while a pod on node1 pings a pod on node3 every 10 ms: no packet lost; `kubectl delete node node2`: node1 and node3 drop routes to node2's blocks at once, node2's blocks stay claimed after its agent pod is deleted, README's cleanup removes them for good |
 //!
 //! Run as root: `cargo test -p petrel-testbed --test k8s_cluster` (the
 //! binaries come from `.ci/setup-k8s`). The second test also needs the
 //! image: `cargo test -p petrel-testbed --test k8s_cluster -- --ignored`,
 //! with `PETREL_IMAGE=/path/petrel.tar` (a `docker save` or OCI archive of
 //! `petrel:dev`) or `petrel:dev` in the local Docker engine.
+
+#[path = "k8s_cluster/workloads.rs"]
+mod workloads;
 
 use anyhow::{Context, bail, ensure};
 use petrel_testbed::cluster::{Cluster, node_ip};
@@ -220,7 +223,7 @@ fn repo() -> PathBuf {
 }
 
 const POOL_AND_PEER: &str = "apiVersion: petrel.dev/v1\nkind: IPPool\nmetadata: {name: pods-v4}\n\
-spec:\n  cidr: 10.244.0.0/16\n  blockSize: 26\n  nodeSelector: all()\n---\n\
+spec:\n  cidr: 10.244.0.0/16\n  blockSize: 29\n  nodeSelector: all()\n---\n\
 apiVersion: petrel.dev/v1\nkind: BGPPeer\nmetadata: {name: tor}\nspec:\n  nodeSelector: all()\n  \
 peerIP: 10.10.0.1\n  asNumber: 65000\n";
 
@@ -229,7 +232,7 @@ metadata: {name: web, namespace: default}\nspec:\n  replicas: 6\n  \
 selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      \
 terminationGracePeriodSeconds: 1\n      topologySpreadConstraints:\n      - maxSkew: 1\n        \
 topologyKey: kubernetes.io/hostname\n        whenUnsatisfiable: DoNotSchedule\n        \
-labelSelector: {matchLabels: {app: web}}\n      containers:\n      - name: web\n        \
+nodeTaintsPolicy: Honor\n        labelSelector: {matchLabels: {app: web}}\n      containers:\n      - name: web\n        \
 image: petrel-test:dev\n        ports: [{containerPort: 8080}]\n";
 
 /// Installs petrel as README says: the four manifests, an IPPool and the
@@ -411,6 +414,25 @@ fn petrel_from_its_manifests_makes_the_nodes_ready() {
                 );
             }
         }
+
+        let step = |name: &str, f: fn(&Cluster) -> anyhow::Result<()>| {
+            let start = std::time::Instant::now();
+            let r = f(&c).with_context(|| name.to_owned());
+            eprintln!("{name}: {:.1?}", start.elapsed());
+            r
+        };
+        step("delete pod", workloads::delete_pod_frees_its_address)?;
+        step("full block", workloads::full_block_claims_another)?;
+        step(
+            "load balancer",
+            workloads::load_balancer_follows_local_endpoints,
+        )?;
+        step("drain", workloads::drain_moves_pods_and_frees_addresses)?;
+        step("agent restart", workloads::agent_restart_loses_no_packet)?;
+        step(
+            "delete node",
+            workloads::deleted_node_keeps_its_blocks_until_cleaned_up,
+        )?;
         Ok(())
     };
     let result = check();
