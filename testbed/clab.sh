@@ -162,7 +162,7 @@ cmd_show() {
     rows=$(all_sessions)
     total=$(grep -c . <<<"$rows" || true)
     up=$(awk '$5 == "Established"' <<<"$rows" | grep -c . || true)
-    echo "==== lab $NAME: $(containers | wc -l) nodes, $total BGP sessions, $up Established"
+    echo "==== lab $NAME: $(containers | wc -l) nodes, $total BGP session ends (one per node and peer), $up Established"
     { echo "NODE DAEMON PEER ADDRESS STATE"; echo "$rows"; } | column -t
     while read -r node c; do
         d=$(daemon_of "$c")
@@ -182,7 +182,7 @@ wait_established() {
         rows=$(all_sessions)
         down=$(awk '$5 != "Established"' <<<"$rows")
         if [[ -n $rows && -z $down ]]; then
-            echo "clab.sh: all $(grep -c . <<<"$rows") BGP sessions Established after $((SECONDS - start))s" >&2
+            echo "clab.sh: all $(grep -c . <<<"$rows") BGP session ends Established (each session is seen from both ends when both run BGP here) after $((SECONDS - start))s" >&2
             return 0
         fi
         if ((SECONDS >= deadline)); then

@@ -210,7 +210,7 @@ fn testbed_binary_deploys_waits_shows_and_exits() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "testbed failed: {stdout}\n{stderr}");
     for expected in [
-        "all 12 BGP sessions Established",
+        "all 6 BGP sessions Established (each seen from both ends: 12 session ends)",
         "===== bird =====",
         "===== frr =====",
         "===== gobgp =====",
