@@ -5,13 +5,19 @@
 //! whole `IPAMBlock` / `BlockAffinity` object whose `metadata.resourceVersion`
 //! is its version; `.revision` holds the directory-wide revision counter that
 //! versions come from (so a re-created object never reuses a version); `.lock`
-//! is the lock file.
+//! is the lock file and `.lock.turnstile` orders who gets it.
 //!
 //! Every write takes an exclusive `flock(2)` on `.lock`, checks the stored
 //! version, and writes with write → fsync → rename → fsync(directory), so a
 //! crash leaves either the old or the new file, never a torn one. Reads of a
 //! single file need no lock (rename is atomic); listings take a shared lock so
-//! they see one consistent state. Blocking file work runs on tokio's blocking
+//! they see one consistent state. `flock(2)` does not queue: with many agents
+//! listing every half second, shared holders overlap and a writer waiting for
+//! the exclusive lock can starve (20 agents on a loaded host: some never got
+//! to claim a block in 60 s). So every locker first takes `.lock.turnstile`
+//! exclusively, only until it holds `.lock`: a waiting writer holds the
+//! turnstile, new readers queue behind it, and the readers already in finish.
+//! Blocking file work runs on tokio's blocking
 //! pool. The objects are IPAM blocks (RFC 4632 prefixes) and block affinities
 //! of Calico's block affinity model.
 
@@ -28,6 +34,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 const LOCK_FILE: &str = ".lock";
+/// Taken exclusively while waiting for [`LOCK_FILE`] (writer fairness).
+const TURNSTILE_FILE: &str = ".lock.turnstile";
 const REVISION_FILE: &str = ".revision";
 
 /// The IPAM store in a directory.
@@ -123,17 +131,33 @@ impl FileStore {
         &self.dir
     }
 
-    fn lock(&self, arg: FlockArg) -> Result<Flock<File>, StoreError> {
-        let path = self.dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
+    fn open_lock_file(&self, name: &str) -> Result<File, StoreError> {
+        let path = self.dir.join(name);
+        OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| backend(format!("opening {}", path.display()), e))?;
-        Flock::lock(file, arg)
-            .map_err(|(_, errno)| backend(format!("locking {}", path.display()), errno))
+            .map_err(|e| backend(format!("opening {}", path.display()), e))
+    }
+
+    /// Takes `.lock` (`arg`: shared or exclusive), passing through the
+    /// turnstile so that writers are not starved by overlapping readers.
+    fn lock(&self, arg: FlockArg) -> Result<Flock<File>, StoreError> {
+        let locked = |name: &str, file: File, arg| {
+            Flock::lock(file, arg).map_err(|(_, errno)| {
+                backend(format!("locking {}", self.dir.join(name).display()), errno)
+            })
+        };
+        let turnstile = locked(
+            TURNSTILE_FILE,
+            self.open_lock_file(TURNSTILE_FILE)?,
+            FlockArg::LockExclusive,
+        )?;
+        let lock = locked(LOCK_FILE, self.open_lock_file(LOCK_FILE)?, arg)?;
+        drop(turnstile);
+        Ok(lock)
     }
 
     /// Increments the directory's revision (under the exclusive lock).
