@@ -200,6 +200,16 @@ pub(crate) fn parse_files(
 /// returned with the errors, so one bad object does not hold back the rest;
 /// the caller decides what to keep for them.
 pub fn assemble_values(source: &str, values: Vec<Value>) -> (Snapshot, Vec<ManifestError>) {
+    assemble_values_with(source, values, false)
+}
+
+/// [`assemble_values`]; with `references`, a peer's or the mesh's missing
+/// Secret key or BGPFilter is an error of the object too.
+pub(crate) fn assemble_values_with(
+    source: &str,
+    values: Vec<Value>,
+    references: bool,
+) -> (Snapshot, Vec<ManifestError>) {
     let mut errors = Vec::new();
     let mut objects = Vec::new();
     for value in values {
@@ -208,7 +218,7 @@ pub fn assemble_values(source: &str, values: Vec<Value>) -> (Snapshot, Vec<Manif
             Err(e) => errors.extend(e),
         }
     }
-    let mut snapshot = check_and_assemble(objects, &mut errors, false);
+    let mut snapshot = check_and_assemble(objects, &mut errors, references);
     let bad: std::collections::BTreeSet<(String, String)> = errors
         .iter()
         .filter_map(|e| e.object.as_ref())

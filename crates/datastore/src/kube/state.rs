@@ -392,7 +392,26 @@ impl State {
     /// was valid); each error is logged once per object and error text.
     pub fn build(&mut self, node: &str) -> Built {
         let current = self.current();
-        let (_, errors) = assemble_values(SOURCE, current.values().cloned().collect());
+        let (_, mut errors) = assemble_values(SOURCE, current.values().cloned().collect());
+        // A missing Secret key or BGPFilter is not an error of an object that
+        // did not change (its referent went away: resolution keeps its last
+        // resolved form). An object *edited* into a version whose references
+        // do not resolve is invalid like any bad edit: it keeps its last valid
+        // version (a new peer address must not come up without its filters).
+        let (_, with_refs) =
+            crate::load::assemble_values_with(SOURCE, current.values().cloned().collect(), true);
+        for e in with_refs {
+            if errors.contains(&e) {
+                continue;
+            }
+            let edited = current
+                .iter()
+                .find(|(k, _)| k.matches(&e))
+                .is_some_and(|(k, v)| self.good.get(k).is_some_and(|g| g != v));
+            if edited {
+                errors.push(e);
+            }
+        }
         let bad: BTreeSet<&ObjKey> = current
             .keys()
             .filter(|k| errors.iter().any(|e| k.matches(e)))

@@ -609,3 +609,47 @@ fn a_forbidden_secret_is_reported_as_forbidden_not_missing() {
     s.set_secret_watches(&s.referenced_secrets());
     assert!(!s.is_forbidden(&key));
 }
+
+/// An edit that makes a peer name a BGPFilter that does not exist keeps the
+/// peer's last valid version (its old address); deleting the filter a peer
+/// already names keeps the peer as it is (resolution keeps its filters).
+#[test]
+fn an_edit_with_a_missing_filter_keeps_the_last_valid_version() {
+    let mut s = synced();
+    s.handle(
+        &WatchKey::Kind(Kind::BgpFilter),
+        WatchEvent::Apply(filter("f")),
+    );
+    let mut p = peer("p", "192.0.2.10", json!(64999));
+    p["spec"]["filters"] = json!(["f"]);
+    s.handle(&PEERS, WatchEvent::Apply(p.clone()));
+    assert_eq!(peer_ips(&mut s), vec![("p".into(), "192.0.2.10".into())]);
+    // The filter goes away: the unchanged peer stays.
+    s.handle(
+        &WatchKey::Kind(Kind::BgpFilter),
+        WatchEvent::Delete(filter("f")),
+    );
+    assert_eq!(peer_ips(&mut s), vec![("p".into(), "192.0.2.10".into())]);
+    // An edit to a new address naming a missing filter: the last valid
+    // version (the old address) is kept, and reported.
+    let mut edited = peer("p", "192.0.2.11", json!(64999));
+    edited["spec"]["filters"] = json!(["no-such-filter"]);
+    s.handle(&PEERS, WatchEvent::Apply(edited));
+    let built = s.build("n1");
+    let ips: Vec<String> = built
+        .snapshot
+        .peers
+        .iter()
+        .map(|p| p.spec.peer_ip.map(|ip| ip.to_string()).unwrap_or_default())
+        .collect();
+    assert_eq!(ips, vec!["192.0.2.10".to_string()]);
+    assert!(
+        built
+            .snapshot
+            .problems
+            .iter()
+            .any(|p| p.name == "p" && p.reason.contains("no-such-filter")),
+        "{:?}",
+        built.snapshot.problems
+    );
+}
