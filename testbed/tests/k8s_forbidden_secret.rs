@@ -81,7 +81,7 @@ async fn a_forbidden_secret_is_logged_once_and_retried_rarely() {
     let cp = ControlPlane::shared().expect("start the control plane");
     let node = format!("forbidden-{}", std::process::id());
     let peers = format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n---\n\
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n  annotations:\n    petrel.dev/ipv4-address: 192.0.2.100/24\n---\n\
          apiVersion: petrel.dev/v1\nkind: BGPPeer\nmetadata:\n  name: {node}-ok\nspec:\n  peerIP: 192.0.2.1\n  asNumber: 64512\n---\n\
          apiVersion: petrel.dev/v1\nkind: BGPPeer\nmetadata:\n  name: {node}-locked\nspec:\n  peerIP: 192.0.2.2\n  asNumber: 64512\n  \
          password:\n    secretKeyRef:\n      name: not-listed\n      key: k\n"
@@ -119,19 +119,34 @@ async fn a_forbidden_secret_is_logged_once_and_retried_rarely() {
     };
     let ok = format!("{node}-ok");
     let locked = format!("{node}-locked");
-    let published = tokio::time::timeout(Duration::from_secs(30), async {
+    let snapshot = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             if let Some(s) = rx.borrow_and_update().as_deref()
                 && has(s, &ok)
+                && has(s, &locked)
             {
-                return !has(s, &locked);
+                return s.clone();
             }
             rx.changed().await.expect("datastore running");
         }
     })
     .await
-    .expect("a snapshot with the readable peer within 30 s");
-    assert!(published, "the peer naming a forbidden Secret is left out");
+    .expect("a snapshot with both peers within 30 s");
+    // Resolution leaves out the peer whose Secret the agent may not read
+    // (it never resolved) and reports it as forbidden, not missing.
+    let cfg = petrel_datastore::resolve_with(&snapshot, &node, None).expect("resolves");
+    let names: Vec<String> = cfg.peers.keys().map(|o| format!("{o:?}")).collect();
+    assert!(
+        names.iter().any(|n| n.contains(&ok)) && !names.iter().any(|n| n.contains(&locked)),
+        "the peer naming a forbidden Secret is left out: {names:?}"
+    );
+    let problems: Vec<String> = cfg.problems.iter().map(ToString::to_string).collect();
+    assert!(
+        problems.iter().any(|p| p.contains(&locked)
+            && p.contains("is forbidden to the agent (403)")
+            && !p.contains("not found")),
+        "the peer is reported as forbidden, not missing: {problems:?}"
+    );
 
     // Long enough for the old 0.5–8 s backoff to relist several times.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -148,8 +163,7 @@ async fn a_forbidden_secret_is_logged_once_and_retried_rarely() {
         "retried within 10 s: {text}"
     );
     assert!(
-        text.contains("is forbidden to the agent (403)")
-            && !text.contains("\"not-listed\" not found"),
-        "the peer is reported as forbidden, not missing: {text}"
+        !text.contains("\"not-listed\" not found"),
+        "the Secret is never called missing: {text}"
     );
 }

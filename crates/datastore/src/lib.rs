@@ -66,6 +66,9 @@ pub struct Snapshot {
     /// snapshot was assembled (the Kubernetes datastore); resolution adds
     /// its own and reports them all in [`resolved::NodeConfig::problems`].
     pub problems: Vec<resolved::ConfigProblem>,
+    /// Secrets the agent may not read (the API server said 403): resolution
+    /// names them forbidden rather than "not found".
+    pub forbidden_secrets: std::collections::BTreeSet<String>,
 }
 
 /// Parses and validates the text of one manifest file named `name`, as

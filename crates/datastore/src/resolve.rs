@@ -452,7 +452,9 @@ impl<'a> Resolver<'a> {
             .as_ref()
             .and_then(|p| p.secret_key_ref.as_ref())
         {
-            Some(sel) => match lookup_secret(&self.snapshot.secrets, sel) {
+            Some(sel) => match lookup_secret(&self.snapshot.secrets, sel)
+                .map_err(|r| crate::kube::forbidden_wording(&r, &self.snapshot.forbidden_secrets))
+            {
                 Ok(p) => p,
                 Err(r) => match previous {
                     Some(prev) => {
@@ -599,7 +601,9 @@ impl<'a> Resolver<'a> {
             .as_ref()
             .and_then(|p| p.secret_key_ref.as_ref())
         {
-            Some(sel) => match lookup_secret(&self.snapshot.secrets, sel) {
+            Some(sel) => match lookup_secret(&self.snapshot.secrets, sel)
+                .map_err(|r| crate::kube::forbidden_wording(&r, &self.snapshot.forbidden_secrets))
+            {
                 Ok(p) => p,
                 Err(r) => {
                     // Keep the mesh's last password; with none (the mesh never

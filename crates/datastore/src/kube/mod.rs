@@ -39,6 +39,7 @@ mod driver;
 pub mod ipam;
 mod ipam_cache;
 mod state;
+pub(crate) use state::forbidden_wording;
 pub mod status_writer;
 
 pub use cache::CacheError;

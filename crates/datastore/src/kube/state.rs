@@ -474,6 +474,7 @@ impl State {
         }
         inputs.retain(|k, _| !errors2.iter().any(|e| k.matches(e)));
         // Every invalid object is reported (status, metrics, `petrel status`).
+        snapshot.forbidden_secrets = self.forbidden.clone();
         snapshot.problems = bad
             .iter()
             .map(|k| {
