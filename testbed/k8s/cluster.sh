@@ -8,7 +8,8 @@
 #   testbed/k8s/cluster.sh up [--nodes N] [--dir DIR] [--image NAME=TARBALL]... [--image NAME]...
 #                             [--watch-pid PID]
 #       Builds what is missing (cached, like controlplane.sh), starts the
-#       cluster and waits until every node has registered, then prints the
+#       cluster and waits until every node has registered (and pods can be
+#       created: the default ServiceAccount exists), then prints the
 #       admin kubeconfig path as the last line of stdout:
 #           kubectl --kubeconfig "$(testbed/k8s/cluster.sh up)" get nodes
 #       Every node's containerd gets the pause and petrel-test:dev images
@@ -463,6 +464,13 @@ wait_nodes() {
     for ((i = 1; i <= NODES; i++)); do
         kubectl_admin annotate --overwrite node "node$i" \
             "petrel.dev/ipv4-address=$(node_ip "$i")/24" "petrel.dev/as-number=$NODE_AS" >/dev/null
+    done
+    # Pods are refused until the controller manager has made the namespace's
+    # default ServiceAccount ("serviceaccount "default" not found").
+    until kubectl_admin -n default get serviceaccount default >/dev/null 2>&1; do
+        (($(date +%s) > deadline)) &&
+            die "no ServiceAccount default/default after ${PETREL_K8S_START_TIMEOUT:-180}s (logs in $DIR/logs)"
+        sleep 0.5
     done
 }
 
