@@ -21,10 +21,8 @@ mod common;
 use anyhow::Context;
 use common::petrel::*;
 use common::*;
-use petrel_testbed::daemon::petrel_bin;
 use petrel_testbed::{Lab, wait_for};
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PETREL: &str = "petrel";
@@ -254,46 +252,4 @@ fn restart_with_ipam_delay(lab: &Lab, delay_ms: &str, held: bool) -> anyhow::Res
         );
     }
     Ok(())
-}
-
-/// `petrel events -o json` against a node, killed on drop; its stdout
-/// lines arrive on `lines`.
-struct EventsChild {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl EventsChild {
-    fn spawn(lab: &Lab, node: &str) -> anyhow::Result<EventsChild> {
-        let mut child = Command::new(petrel_bin()?)
-            .arg("--api-socket")
-            .arg(lab.api_socket(node)?)
-            .args(["events", "-o", "json"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(EventsChild { child, lines })
-    }
-}
-
-impl Drop for EventsChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -139,3 +139,45 @@ pub fn wait_petrel_peer_gone(lab: &Lab, node: &str, address: &str) -> anyhow::Re
 pub fn manifest_exists(lab: &Lab, node: &str, file: &str) -> bool {
     Path::new(&lab.node_dir(node)).join(file).exists()
 }
+
+/// `petrel events -o json` against a node, killed on drop; its stdout
+/// lines arrive on `lines`.
+pub struct EventsChild {
+    child: std::process::Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl EventsChild {
+    pub fn spawn(lab: &Lab, node: &str) -> anyhow::Result<EventsChild> {
+        let mut child = std::process::Command::new(petrel_testbed::daemon::petrel_bin()?)
+            .arg("--api-socket")
+            .arg(lab.api_socket(node)?)
+            .args(["events", "-o", "json"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(EventsChild { child, lines })
+    }
+}
+
+impl Drop for EventsChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

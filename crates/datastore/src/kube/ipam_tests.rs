@@ -144,6 +144,22 @@ async fn passes_the_store_conformance_checks_on_a_real_api_server() {
     plain.delete_block(&name, &created.version).await.unwrap();
     eventually(&watched, <[_]>::is_empty).await;
 
+    // The watch may still be on its first list (its first attempt can meet
+    // the CRDs' 404 and back off; lists fall back to the API server until
+    // then): wait until one list of the watched store costs no LIST.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let b = list_count(&client).await;
+        watched.list_blocks().await.unwrap();
+        if list_count(&client).await == b {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watched store never answered lists from its watch"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // And they cost no LIST: a hundred lists of the watched store leave
     // the API server's LIST count of IPAMBlocks where it was.
     let before = list_count(&client).await;
