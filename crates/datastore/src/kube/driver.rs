@@ -3,9 +3,9 @@
 
 use super::KubeOptions;
 use super::cache;
+use super::stall::GuardedWatch;
 use super::state::{Built, Kind, SOURCE, State, WatchEvent, WatchKey};
 use crate::{Snapshot, assemble_values};
-use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::watcher;
 use serde_json::Value;
@@ -143,8 +143,7 @@ fn spawn_watcher(
         // ask again rarely.
         let (min, max) = FORBIDDEN_BACKOFF;
         let mut forbidden = WatchBackoff::new(min, max);
-        let stream = watcher(api, config);
-        futures::pin_mut!(stream);
+        let mut stream = GuardedWatch::new(api, config, format!("{key:?}"));
         while let Some(item) = stream.next().await {
             let failed = item.is_err();
             if matches!(&item, Ok(e) if !matches!(e, watcher::Event::Init)) {

@@ -19,6 +19,7 @@
 
 use super::driver::{TaskGuard, WatchBackoff};
 use super::ipam_cache::{CacheEvent, ObjectCache};
+use super::stall::GuardedWatch;
 use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
@@ -80,7 +81,10 @@ struct Watched<S> {
     cache: std::sync::Mutex<ObjectCache<S>>,
     /// The generation last written to the on-disk list cache.
     saved: std::sync::Mutex<Option<u64>>,
-    _task: TaskGuard,
+    /// Set right after the `Arc` exists (the task stops at the first event
+    /// it cannot upgrade its weak reference for, so it must not start
+    /// before).
+    _task: std::sync::OnceLock<TaskGuard>,
 }
 
 impl<S: Clone> Watched<S> {
@@ -163,9 +167,15 @@ impl KubeIpamStore {
     /// watch has completed its first list, and while it is disabled, lists go
     /// to the API server as before. Needs a tokio runtime; the watch tasks
     /// stop when the last clone of the store is dropped.
-    pub fn with_watch(mut self) -> KubeIpamStore {
-        self.block_watch = Some(spawn_watch(self.blocks.clone()));
-        self.affinity_watch = Some(spawn_watch(self.affinities.clone()));
+    pub fn with_watch(self) -> KubeIpamStore {
+        self.with_watch_stall(super::stall::LIST_STALL)
+    }
+
+    /// [`with_watch`](Self::with_watch), restarting a (re)list that gets no
+    /// answer for `stall` (tests use a short one).
+    pub(crate) fn with_watch_stall(mut self, stall: std::time::Duration) -> KubeIpamStore {
+        self.block_watch = Some(spawn_watch(self.blocks.clone(), stall));
+        self.affinity_watch = Some(spawn_watch(self.affinities.clone(), stall));
         self
     }
 
@@ -275,23 +285,39 @@ fn read_error(kind: ObjectKind, name: &str, op: &str, e: kube::Error) -> StoreEr
 /// Runs a watch of `K` into a new [`ObjectCache`], retrying with
 /// [`WatchBackoff`] (reset only by real progress) while the API server is
 /// away; the cache keeps its last view meanwhile.
-fn spawn_watch<K: IpamObject>(api: Api<K>) -> std::sync::Arc<Watched<K::Spec>> {
-    // The task holds only a weak reference, so dropping the store stops it.
-    std::sync::Arc::new_cyclic(|weak| Watched {
+fn spawn_watch<K: IpamObject>(
+    api: Api<K>,
+    stall: std::time::Duration,
+) -> std::sync::Arc<Watched<K::Spec>> {
+    let watched = std::sync::Arc::new(Watched {
         cache: std::sync::Mutex::new(ObjectCache::new()),
         saved: std::sync::Mutex::new(None),
-        _task: TaskGuard(tokio::spawn(run_watch(api, weak.clone()))),
-    })
+        _task: std::sync::OnceLock::new(),
+    });
+    // The task holds only a weak reference, so dropping the store stops it.
+    // It is spawned once the `Arc` exists: spawned from inside
+    // `Arc::new_cyclic`, it could run on another worker before the `Arc`
+    // was complete, fail to upgrade, and end: the watch then never ran.
+    let task = TaskGuard(tokio::spawn(run_watch(
+        api,
+        std::sync::Arc::downgrade(&watched),
+        stall,
+    )));
+    let _ = watched._task.set(task);
+    watched
 }
 
-async fn run_watch<K: IpamObject>(api: Api<K>, weak: std::sync::Weak<Watched<K::Spec>>) {
-    use futures::StreamExt;
+async fn run_watch<K: IpamObject>(
+    api: Api<K>,
+    weak: std::sync::Weak<Watched<K::Spec>>,
+    stall: std::time::Duration,
+) {
     use kube::runtime::watcher;
     let max = std::time::Duration::from_secs(8);
     let mut backoff = WatchBackoff::new(std::time::Duration::from_millis(500), max);
     let mut failing = false;
-    let stream = watcher(api, watcher::Config::default());
-    futures::pin_mut!(stream);
+    let what = format!("IPAM {}", K::KIND.kind());
+    let mut stream = GuardedWatch::with_stall(api, watcher::Config::default(), what, stall);
     while let Some(item) = stream.next().await {
         let event = match item {
             Ok(e) => e,

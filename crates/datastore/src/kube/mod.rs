@@ -38,6 +38,7 @@ pub mod cache;
 mod driver;
 pub mod ipam;
 mod ipam_cache;
+mod stall;
 mod state;
 pub(crate) use state::forbidden_wording;
 pub mod status_writer;
