@@ -8,6 +8,7 @@
 //! | test | what |
 //! |---|---|
 //! | `a_cordoned_node_drains_with_graceful_shutdown` | cordoning node1 (its Node manifest gets `spec.unschedulable: true`): the ToR sees node1's routes with GRACEFUL_SHUTDOWN (65535:0), its route-map gives them LOCAL_PREF 0 and it routes the service only to node2; node2 has node1's block with LOCAL_PREF 0 (iBGP); `petrel status` says `Draining`; uncordoning restores both paths; cordoned again, node1's agent is killed and its endpoint goes: not one ping lost |
+//! | `sigterm_drains_before_the_agent_stops` | node2's agent runs with `--drain-seconds 30` and gets SIGTERM: the ToR sees its routes with GRACEFUL_SHUTDOWN and moves the service to node1 before the agent is gone; the next agent advertises them as before; no ping lost |
 //! | `agents_restart_without_losing_a_packet` | rolling restart of both agents (SIGTERM, 1 s drain, the next agent adopts the kernel routes and defers its selection until End-of-RIB), then `kill -9` of node1's agent and a start within the restart time: not one ping lost to either pod address or the service |
 //!
 //! Run as root after `cargo build -p petrel --bins`:
@@ -319,6 +320,46 @@ fn a_cordoned_node_drains_with_graceful_shutdown() {
             std::thread::sleep(Duration::from_secs(2));
             Ok(())
         })
+    });
+}
+
+#[test]
+fn sigterm_drains_before_the_agent_stops() {
+    let lab = lab();
+    lab.check(|lab| {
+        let (node2, addr2, block2, _) = NODES[1];
+        // An agent that drains for longer than the lab waits for it to stop:
+        // it is killed while draining, and the ToR keeps what it last heard
+        // (graceful restart), so a drain that was advertised stays visible.
+        lab.stop_node(node2)?;
+        lab.start_node_with_env(node2, &[("PETREL_DRAIN_SECONDS", "30")])?;
+        wait_converged(lab, node2)?;
+        wait_tor_hops(lab, SERVICE_PREFIX, &BOTH)?;
+        wait_tor_path_draining(lab, SERVICE_PREFIX, addr2, false)?;
+        with_pings(lab, "SIGTERM drain", &[("tor", SERVICE)], || {
+            std::thread::scope(|scope| {
+                let stop = scope.spawn(|| lab.stop_node(node2));
+                let seen = wait_tor_path_draining(lab, SERVICE_PREFIX, addr2, true)
+                    .and_then(|()| wait_tor_path_draining(lab, block2, addr2, true))
+                    .and_then(|()| wait_tor_hops(lab, SERVICE_PREFIX, &["10.0.1.1"]));
+                let stopped = stop
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("stopping {node2} panicked"));
+                seen?;
+                stopped?
+            })?;
+            // The next agent advertises the routes as before.
+            lab.start_node(node2)?;
+            wait_converged(lab, node2)?;
+            wait_tor_path_draining(lab, SERVICE_PREFIX, addr2, false)?;
+            wait_tor_hops(lab, SERVICE_PREFIX, &BOTH)
+        })?;
+        let log = lab.log(node2);
+        ensure!(
+            log.contains("SIGTERM: draining before stopping"),
+            "{node2} did not drain on SIGTERM"
+        );
+        Ok(())
     });
 }
 
