@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `a_cordoned_node_drains_with_graceful_shutdown` | cordoning node1 (its Node manifest gets `spec.unschedulable: true`): the ToR sees node1's routes with GRACEFUL_SHUTDOWN (65535:0), its route-map gives them LOCAL_PREF 0 and it routes the service only to node2; node2 has node1's block with LOCAL_PREF 0 (iBGP); `petrel status` says `Draining`; uncordoning restores both paths; cordoned again, node1's agent is killed and its endpoint goes: not one ping lost |
 //! | `sigterm_drains_before_the_agent_stops` | node2's agent runs with `--drain-seconds 30` and gets SIGTERM: the ToR sees its routes with GRACEFUL_SHUTDOWN and moves the service to node1 before the agent is gone; the next agent advertises them as before; no ping lost |
+//! | `a_killed_route_reflector_loses_no_packet` | topology `hitless-rr`: two reflectors, two clients pinging each other's pod addresses; `kill -9` of one reflector, which stays down past its restart time (5 s): the clients keep the other reflector's path; no ping lost |
 //! | `agents_restart_without_losing_a_packet` | rolling restart of both agents (SIGTERM, 1 s drain, the next agent adopts the kernel routes and defers its selection until End-of-RIB), then `kill -9` of node1's agent and a start within the restart time: not one ping lost to either pod address or the service |
 //!
 //! Run as root after `cargo build -p petrel --bins`:
@@ -390,6 +391,39 @@ fn agents_restart_without_losing_a_packet() {
             lab.start_node(NODES[0].0)?;
             wait_converged(lab, NODES[0].0)?;
             wait_tor_hops(lab, SERVICE_PREFIX, &BOTH)?;
+            Ok(())
+        })
+    });
+}
+
+/// Whether `node` has exactly `paths` Loc-RIB paths for `prefix`.
+fn wait_paths(lab: &Lab, node: &str, prefix: &str, paths: usize) -> anyhow::Result<()> {
+    wait_for(UP, &format!("{node}: {paths} paths for {prefix}"), || {
+        let routes = lab.petrel_routes(node)?;
+        let mine: Vec<_> = routes.iter().filter(|r| r.prefix == prefix).collect();
+        ensure!(
+            mine.len() == paths && mine.iter().any(|r| r.best),
+            "{mine:?}"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn a_killed_route_reflector_loses_no_packet() {
+    let lab = deploy("hitless-rr");
+    lab.check(|lab| {
+        // Each client has the other's block from both reflectors.
+        wait_paths(lab, "c1", "10.244.2.0/24", 2)?;
+        wait_paths(lab, "c2", "10.244.1.0/24", 2)?;
+        let targets = [("c1", "10.244.2.1"), ("c2", "10.244.1.1")];
+        with_pings(lab, "route reflector killed", &targets, || {
+            lab.kill_node("rr1")?;
+            // Its paths stay for its restart time (graceful restart), then
+            // go; the other reflector's path carries on.
+            wait_paths(lab, "c1", "10.244.2.0/24", 1)?;
+            wait_paths(lab, "c2", "10.244.1.0/24", 1)?;
+            std::thread::sleep(Duration::from_secs(1));
             Ok(())
         })
     });
