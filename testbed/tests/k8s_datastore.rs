@@ -5,7 +5,8 @@
 //! cache, and the watchers resume when the API server is back; RBAC and the
 //! ValidatingAdmissionPolicy of `manifests/` give a node's token (403) no
 //! write on another node's IPAM or status objects; `KubeIpamStore`'s
-//! compare-and-swap semantics, also under concurrent writers.
+//! compare-and-swap semantics, also under concurrent writers; `kubectl
+//! cordon` and the drain annotation reach the node's configuration.
 //!
 //! Run: `cargo test -p petrel-testbed --test k8s_datastore` (builds
 //! kube-apiserver and etcd on first use unless `.ci/setup-k8s` did; needs no
@@ -215,6 +216,71 @@ async fn kubectl_changes_reach_the_snapshot_within_two_seconds() {
     .await
     .unwrap();
     eprintln!("BGPPeer deleted → snapshot in {took:?}");
+    task.abort();
+}
+
+/// Issue 18: `kubectl cordon` / `uncordon` and the
+/// `petrel.dev/graceful-shutdown` annotation reach the node's resolved
+/// configuration (what makes the agent drain, RFC 8326).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cordon_and_the_drain_annotation_reach_the_configuration() {
+    let cp = shared();
+    let tmp = tempfile::tempdir().unwrap();
+    let node = unique("drain");
+    let (mut rx, task) = watch(
+        admin_client(cp).await,
+        options(&node, &tmp.path().join("c.json")),
+    );
+    wait_for(&mut rx, Duration::from_secs(30), "the first list", |_| true)
+        .await
+        .unwrap();
+    blocking(|| {
+        cp.apply(&format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n  annotations:\n    \
+             petrel.dev/ipv4-address: 192.0.2.77/24\n"
+        ))
+    })
+    .unwrap();
+    let drain = |s: &Snapshot| {
+        petrel_datastore::resolve(s, &node)
+            .ok()
+            .and_then(|c| c.graceful_shutdown)
+    };
+    wait_for(
+        &mut rx,
+        Duration::from_secs(5),
+        "the node, not draining",
+        |s| petrel_datastore::resolve(s, &node).is_ok() && drain(s).is_none(),
+    )
+    .await
+    .unwrap();
+    blocking(|| cp.kubectl(&["cordon", &node])).unwrap();
+    wait_for(&mut rx, Duration::from_secs(5), "the cordon", |s| {
+        drain(s).is_some_and(|r| r.contains("cordoned"))
+    })
+    .await
+    .unwrap();
+    blocking(|| cp.kubectl(&["uncordon", &node])).unwrap();
+    wait_for(&mut rx, Duration::from_secs(5), "the uncordon", |s| {
+        drain(s).is_none()
+    })
+    .await
+    .unwrap();
+    blocking(|| {
+        cp.kubectl(&[
+            "annotate",
+            "node",
+            &node,
+            "petrel.dev/graceful-shutdown=true",
+        ])
+    })
+    .unwrap();
+    wait_for(&mut rx, Duration::from_secs(5), "the annotation", |s| {
+        drain(s).is_some_and(|r| r.contains("annotation"))
+    })
+    .await
+    .unwrap();
+    blocking(|| cp.kubectl(&["delete", "node", &node])).unwrap();
     task.abort();
 }
 
