@@ -10,6 +10,7 @@
 //! | `a_cordoned_node_drains_with_graceful_shutdown` | cordoning node1 (its Node manifest gets `spec.unschedulable: true`): the ToR sees node1's routes with GRACEFUL_SHUTDOWN (65535:0), its route-map gives them LOCAL_PREF 0 and it routes the service only to node2; node2 has node1's block with LOCAL_PREF 0 (iBGP); `petrel status` says `Draining`; uncordoning restores both paths; cordoned again, node1's agent is killed and its endpoint goes: not one ping lost |
 //! | `sigterm_drains_before_the_agent_stops` | node2's agent runs with `--drain-seconds 30` and gets SIGTERM: the ToR sees its routes with GRACEFUL_SHUTDOWN and moves the service to node1 before the agent is gone; the next agent advertises them as before; no ping lost |
 //! | `a_killed_route_reflector_loses_no_packet` | topology `hitless-rr`: two reflectors, two clients pinging each other's pod addresses; `kill -9` of one reflector, which stays down past its restart time (5 s): the clients keep the other reflector's path; no ping lost |
+//! | `a_tor_restart_loses_no_packet` | topology `hitless-tor`: node1 dual-homed to two FRR ToRs with graceful restart; ext pings node1's pod address through tor2 while tor1's daemons are killed and started again (node1 keeps tor1's routes as the helper until its End-of-RIB); no ping lost |
 //! | `agents_restart_without_losing_a_packet` | rolling restart of both agents (SIGTERM, 1 s drain, the next agent adopts the kernel routes and defers its selection until End-of-RIB), then `kill -9` of node1's agent and a start within the restart time: not one ping lost to either pod address or the service |
 //!
 //! Run as root after `cargo build -p petrel --bins`:
@@ -424,6 +425,42 @@ fn a_killed_route_reflector_loses_no_packet() {
             wait_paths(lab, "c1", "10.244.2.0/24", 1)?;
             wait_paths(lab, "c2", "10.244.1.0/24", 1)?;
             std::thread::sleep(Duration::from_secs(1));
+            Ok(())
+        })
+    });
+}
+
+#[test]
+fn a_tor_restart_loses_no_packet() {
+    let lab = deploy("hitless-tor");
+    lab.check(|lab| {
+        let tors = [("tor1", "10.0.1.2"), ("tor2", "10.0.2.2")];
+        for (_, addr) in tors {
+            common::petrel::wait_petrel_established(lab, "node1", addr)?;
+        }
+        wait_for(
+            UP,
+            "node1's block at both ToRs, ext in node1's kernel",
+            || {
+                for (tor, _) in tors {
+                    let r = lab.kernel_routes_for(tor, "10.244.1.0/24")?;
+                    ensure!(!r.is_empty(), "{tor} has no route to node1's block");
+                }
+                let r = lab.kernel_routes_for("node1", "203.0.113.1/32")?;
+                ensure!(!r.is_empty(), "node1 has no route to ext");
+                Ok(())
+            },
+        )?;
+        with_pings(lab, "ToR restart", &[("ext", "10.244.1.1")], || {
+            lab.kill_node("tor1")?;
+            std::thread::sleep(Duration::from_secs(2));
+            lab.start_node("tor1")?;
+            common::petrel::wait_petrel_established(lab, "node1", "10.0.1.2")?;
+            wait_for(PROPAGATE, "tor1's End-of-RIB at node1", || {
+                let p = lab.petrel_peer("node1", "10.0.1.2")?;
+                ensure!(p.graceful_restart.is_empty(), "{p:?}");
+                Ok(())
+            })?;
             Ok(())
         })
     });
