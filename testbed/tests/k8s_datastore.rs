@@ -254,32 +254,26 @@ async fn cordon_and_the_drain_annotation_reach_the_configuration() {
     )
     .await
     .unwrap();
-    blocking(|| cp.kubectl(&["cordon", &node])).unwrap();
-    wait_for(&mut rx, Duration::from_secs(5), "the cordon", |s| {
-        drain(s).is_some_and(|r| r.contains("cordoned"))
-    })
-    .await
-    .unwrap();
-    blocking(|| cp.kubectl(&["uncordon", &node])).unwrap();
-    wait_for(&mut rx, Duration::from_secs(5), "the uncordon", |s| {
-        drain(s).is_none()
-    })
-    .await
-    .unwrap();
-    blocking(|| {
-        cp.kubectl(&[
-            "annotate",
-            "node",
-            &node,
-            "petrel.dev/graceful-shutdown=true",
-        ])
-    })
-    .unwrap();
-    wait_for(&mut rx, Duration::from_secs(5), "the annotation", |s| {
-        drain(s).is_some_and(|r| r.contains("annotation"))
-    })
-    .await
-    .unwrap();
+    let annotate = "petrel.dev/graceful-shutdown=true";
+    for (args, want) in [
+        (vec!["cordon", node.as_str()], Some("cordoned")),
+        (vec!["uncordon", node.as_str()], None),
+        (
+            vec!["annotate", "node", node.as_str(), annotate],
+            Some("annotation"),
+        ),
+    ] {
+        blocking(|| cp.kubectl(&args)).unwrap();
+        let what = format!("after kubectl {args:?}: draining {want:?}");
+        wait_for(&mut rx, Duration::from_secs(5), &what, |s| {
+            match (drain(s), want) {
+                (Some(reason), Some(w)) => reason.contains(w),
+                (drained, want) => drained.is_none() && want.is_none(),
+            }
+        })
+        .await
+        .unwrap();
+    }
     blocking(|| cp.kubectl(&["delete", "node", &node])).unwrap();
     task.abort();
 }
