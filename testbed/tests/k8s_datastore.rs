@@ -5,7 +5,8 @@
 //! cache, and the watchers resume when the API server is back; RBAC and the
 //! ValidatingAdmissionPolicy of `manifests/` give a node's token (403) no
 //! write on another node's IPAM or status objects; `KubeIpamStore`'s
-//! compare-and-swap semantics, also under concurrent writers.
+//! compare-and-swap semantics, also under concurrent writers; `kubectl
+//! cordon` and the drain annotation reach the node's configuration.
 //!
 //! Run: `cargo test -p petrel-testbed --test k8s_datastore` (builds
 //! kube-apiserver and etcd on first use unless `.ci/setup-k8s` did; needs no
@@ -215,6 +216,65 @@ async fn kubectl_changes_reach_the_snapshot_within_two_seconds() {
     .await
     .unwrap();
     eprintln!("BGPPeer deleted → snapshot in {took:?}");
+    task.abort();
+}
+
+/// Issue 18: `kubectl cordon` / `uncordon` and the
+/// `petrel.dev/graceful-shutdown` annotation reach the node's resolved
+/// configuration (what makes the agent drain, RFC 8326).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cordon_and_the_drain_annotation_reach_the_configuration() {
+    let cp = shared();
+    let tmp = tempfile::tempdir().unwrap();
+    let node = unique("drain");
+    let (mut rx, task) = watch(
+        admin_client(cp).await,
+        options(&node, &tmp.path().join("c.json")),
+    );
+    wait_for(&mut rx, Duration::from_secs(30), "the first list", |_| true)
+        .await
+        .unwrap();
+    blocking(|| {
+        cp.apply(&format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n  annotations:\n    \
+             petrel.dev/ipv4-address: 192.0.2.77/24\n"
+        ))
+    })
+    .unwrap();
+    let drain = |s: &Snapshot| {
+        petrel_datastore::resolve(s, &node)
+            .ok()
+            .and_then(|c| c.graceful_shutdown)
+    };
+    wait_for(
+        &mut rx,
+        Duration::from_secs(5),
+        "the node, not draining",
+        |s| petrel_datastore::resolve(s, &node).is_ok() && drain(s).is_none(),
+    )
+    .await
+    .unwrap();
+    let annotate = "petrel.dev/graceful-shutdown=true";
+    for (args, want) in [
+        (vec!["cordon", node.as_str()], Some("cordoned")),
+        (vec!["uncordon", node.as_str()], None),
+        (
+            vec!["annotate", "node", node.as_str(), annotate],
+            Some("annotation"),
+        ),
+    ] {
+        blocking(|| cp.kubectl(&args)).unwrap();
+        let what = format!("after kubectl {args:?}: draining {want:?}");
+        wait_for(&mut rx, Duration::from_secs(5), &what, |s| {
+            match (drain(s), want) {
+                (Some(reason), Some(w)) => reason.contains(w),
+                (drained, want) => drained.is_none() && want.is_none(),
+            }
+        })
+        .await
+        .unwrap();
+    }
+    blocking(|| cp.kubectl(&["delete", "node", &node])).unwrap();
     task.abort();
 }
 

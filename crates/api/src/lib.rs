@@ -190,6 +190,7 @@ impl pb::agent_service_server::AgentService for Service {
                     reason: p.reason,
                 })
                 .collect(),
+            draining: self.speaker.draining().unwrap_or_default(),
         }))
     }
 

@@ -577,3 +577,26 @@ fn readme_tables_are_not_split_by_blank_lines() {
         );
     }
 }
+
+/// Issue 18: the DaemonSet drains on SIGTERM, within its grace period.
+#[test]
+fn daemonset_drains_within_the_grace_period() {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    let ds: Vec<DaemonSet> = typed_docs("daemonset.yaml", "DaemonSet");
+    let pod = ds[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.clone())
+        .expect("pod spec");
+    let args = pod.containers[0].args.clone().unwrap_or_default();
+    let drain: i64 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--drain-seconds="))
+        .expect("--drain-seconds")
+        .parse()
+        .expect("a number of seconds");
+    assert!(drain > 0);
+    let grace = pod.termination_grace_period_seconds.unwrap_or(30);
+    // The drain, then up to about 15 s to stop in order.
+    assert!(grace >= drain + 15, "grace {grace} s, drain {drain} s");
+}

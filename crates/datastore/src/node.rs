@@ -13,6 +13,9 @@ pub const ANNOTATION_IPV4_ADDRESS: &str = "petrel.dev/ipv4-address";
 pub const ANNOTATION_IPV6_ADDRESS: &str = "petrel.dev/ipv6-address";
 pub const ANNOTATION_ROUTER_ID: &str = "petrel.dev/router-id";
 pub const ANNOTATION_RR_CLUSTER_ID: &str = "petrel.dev/route-reflector-cluster-id";
+/// `"true"`: the node drains its routes (RFC 8326 graceful shutdown), as when
+/// it is cordoned; `"false"`: a cordon does not drain it.
+pub const ANNOTATION_GRACEFUL_SHUTDOWN: &str = "petrel.dev/graceful-shutdown";
 
 /// What petrel needs to know about a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,12 @@ pub(crate) struct NodeInfo {
     /// `spec.podCIDRs` (or `spec.podCIDR`): the node's pod blocks until
     /// petrel's own IPAM assigns them.
     pub pod_cidrs: Vec<ipnet::IpNet>,
+    /// Why the node drains (RFC 8326 graceful shutdown), when it does: it is
+    /// cordoned (`spec.unschedulable`) or annotated
+    /// `petrel.dev/graceful-shutdown: "true"`.
+    pub graceful_shutdown: Option<String>,
+    /// An invalid `petrel.dev/graceful-shutdown` value (ignored).
+    pub graceful_shutdown_problem: Option<String>,
 }
 
 impl NodeInfo {
@@ -103,6 +112,26 @@ pub(crate) fn node_info(node: &Node) -> Result<NodeInfo, Vec<FieldError>> {
     });
 
     let spec = node.spec.as_ref();
+    let cordoned = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+    let graceful_shutdown = match ann.get(ANNOTATION_GRACEFUL_SHUTDOWN).map(|v| v.trim()) {
+        Some(v) if v.eq_ignore_ascii_case("true") => {
+            Some(format!("annotation {ANNOTATION_GRACEFUL_SHUTDOWN}=true"))
+        }
+        Some(v) if v.eq_ignore_ascii_case("false") => None,
+        // Not an error that would drop the node from the mesh: an invalid
+        // value is reported (see `graceful_shutdown_problem`) and ignored.
+        Some(_) | None => cordoned.then(|| "node cordoned (spec.unschedulable)".to_string()),
+    };
+    let graceful_shutdown_problem = ann
+        .get(ANNOTATION_GRACEFUL_SHUTDOWN)
+        .map(|v| v.trim())
+        .filter(|v| !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false"))
+        .map(|v| {
+            format!(
+                "{}: invalid value {v:?}, expected \"true\" or \"false\"; ignored",
+                annotation_field(ANNOTATION_GRACEFUL_SHUTDOWN)
+            )
+        });
     let cidrs: Vec<String> = spec
         .and_then(|s| s.pod_cidrs.clone())
         .filter(|v| !v.is_empty())
@@ -135,6 +164,8 @@ pub(crate) fn node_info(node: &Node) -> Result<NodeInfo, Vec<FieldError>> {
         ipv6,
         router_id,
         rr_cluster_id,
+        graceful_shutdown,
+        graceful_shutdown_problem,
     })
 }
 

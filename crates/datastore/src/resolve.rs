@@ -138,6 +138,13 @@ pub fn resolve_with(
 
     let mut problems: BTreeSet<ConfigProblem> = snapshot.problems.iter().cloned().collect();
     problems.append(&mut r.problems);
+    if let Some(reason) = &me.graceful_shutdown_problem {
+        problems.insert(ConfigProblem {
+            kind: "Node".into(),
+            name: me.name.clone(),
+            reason: reason.clone(),
+        });
+    }
     let problems: Vec<ConfigProblem> = problems.into_iter().collect();
 
     let mut prefix_communities = Vec::new();
@@ -172,6 +179,7 @@ pub fn resolve_with(
         max_paths: usize::from(cfg.max_paths.unwrap_or(DEFAULT_MAX_PATHS)),
         problems,
         pass_unknown_attributes: cfg.pass_unknown_attributes.unwrap_or(false),
+        graceful_shutdown: me.graceful_shutdown.clone(),
     };
     let service_cidrs: Vec<IpNet> = cfg
         .service_cluster_ips

@@ -133,6 +133,10 @@ pub struct NodeConfig {
     /// `passUnknownAttributes`: re-advertise unknown optional transitive
     /// attributes (with the Partial bit) instead of stripping them.
     pub pass_unknown_attributes: bool,
+    /// Why this node drains, when it does (RFC 8326 graceful shutdown): it is
+    /// cordoned or annotated `petrel.dev/graceful-shutdown: "true"`. Its
+    /// routes then go out with GRACEFUL_SHUTDOWN, and LOCAL_PREF 0 on iBGP.
+    pub graceful_shutdown: Option<String>,
 }
 
 /// An object the configuration could not use as it is.

@@ -103,6 +103,16 @@ enum Command {
         /// routes are removed on exit.
         #[arg(long, env = "PETREL_KEEP_ROUTES_ON_EXIT")]
         keep_routes_on_exit: bool,
+        /// On SIGTERM, drain for this long before stopping: the node's routes
+        /// go out again with the GRACEFUL_SHUTDOWN community (RFC 8326) and
+        /// LOCAL_PREF 0 on iBGP, so traffic moves away first. 0: stop at once.
+        #[arg(
+            long,
+            env = "PETREL_DRAIN_SECONDS",
+            default_value = "0",
+            value_name = "SECONDS"
+        )]
+        drain_seconds: u64,
         /// Address of the Prometheus /metrics, /healthz and /readyz endpoints,
         /// or "off".
         #[arg(
@@ -298,6 +308,7 @@ fn main() -> ExitCode {
                 route_protocol,
                 stale_timeout,
                 keep_routes_on_exit,
+                drain_seconds,
                 metrics_listen,
             } => {
                 init_logging(cli.log_format, cli.log_level.as_deref())
@@ -321,6 +332,7 @@ fn main() -> ExitCode {
                     dataplane,
                     metrics_listen,
                     keep_routes_on_exit,
+                    drain: std::time::Duration::from_secs(drain_seconds),
                 })
                 .await
             }

@@ -64,6 +64,8 @@ pub struct ExportTarget<'a> {
     pub local_addr: IpAddr,
     /// Our address of the other family on the session's interface.
     pub other_family_hop: Option<IpAddr>,
+    /// This node drains (RFC 8326): what it originates goes out marked.
+    pub draining: bool,
 }
 
 impl PeerEntry {
@@ -80,6 +82,7 @@ impl PeerEntry {
             families: &self.negotiated.as_ref()?.families,
             local_addr: self.local_addr?.ip().to_canonical(),
             other_family_hop: self.other_family_hop,
+            draining: false,
         })
     }
 }
@@ -257,7 +260,12 @@ pub fn export_attrs(
     if !outcome.accept {
         return Err(NotExported::Policy(outcome.reason));
     }
-    Ok(outcome.attrs.unwrap_or(a))
+    let mut out = outcome.attrs.unwrap_or(a);
+    // After the filters: a drain is not undone by an export rule.
+    if peer.draining && src.local {
+        super::drain::mark_draining(&mut out, to_ebgp);
+    }
+    Ok(out)
 }
 
 impl Speaker {
@@ -285,6 +293,11 @@ impl Speaker {
     }
 
     fn export_prefixes(&mut self, origin: &PeerOrigin, prefixes: impl Iterator<Item = IpNet>) {
+        if self.deferring {
+            // RFC 4724 §4.1: nothing goes out before the deferred selection.
+            return;
+        }
+        let draining = self.drain_now().is_some();
         let Some(node) = self.node.as_ref() else {
             return;
         };
@@ -297,9 +310,10 @@ impl Speaker {
         let Some(peer) = self.peers.get_mut(origin) else {
             return;
         };
-        let Some(target) = peer.export_target() else {
+        let Some(mut target) = peer.export_target() else {
             return;
         };
+        target.draining = draining;
         let mut decided = Vec::new();
         for prefix in prefixes {
             let desired = export_attrs(node, &target, &prefix, self.rib.get(&prefix), |p| {

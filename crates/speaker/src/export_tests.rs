@@ -32,6 +32,7 @@ fn node(cluster: Option<&str>) -> NodeConfig {
         max_paths: 16,
         problems: Vec::new(),
         pass_unknown_attributes: false,
+        graceful_shutdown: None,
     }
 }
 
@@ -49,6 +50,7 @@ fn target<'a>(id: u32, ebgp: bool, rr_client: bool, mode: NextHopMode) -> Export
         families: FAMILIES,
         local_addr: "10.0.0.1".parse().unwrap(),
         other_family_hop: None,
+        draining: false,
     }
 }
 
@@ -375,6 +377,7 @@ fn unknown_attributes_are_not_re_advertised() {
     // Partial bit included.
     let rr = NodeConfig {
         pass_unknown_attributes: true,
+        graceful_shutdown: None,
         ..node(None)
     };
     let a = export(
@@ -523,4 +526,31 @@ fn another_nodes_routes_stay_inside_the_cluster() {
     let mut client = target(3, false, true, NextHopMode::Auto);
     client.cluster_node = true;
     assert!(export(&rr, &client, &rib, p, &[1]).is_ok());
+}
+
+#[test]
+fn a_draining_node_marks_what_it_originates_only() {
+    let mut rib = Rib::default();
+    let own = local(&mut rib, "10.244.1.0/26");
+    let other = learned(&mut rib, 3, false, "10.244.2.0/26", &[]);
+    let n = node(Some("10.0.0.1"));
+    let mut ibgp = target(1, false, true, NextHopMode::Auto);
+    ibgp.draining = true;
+    let mut ebgp = target(2, true, false, NextHopMode::Auto);
+    ebgp.draining = true;
+    let a = export(&n, &ibgp, &rib, own, &[]).unwrap();
+    assert!(a.communities.contains(&crate::drain::GRACEFUL_SHUTDOWN));
+    assert_eq!(a.local_pref, Some(0));
+    let e = export(&n, &ebgp, &rib, own, &[]).unwrap();
+    assert!(e.communities.contains(&crate::drain::GRACEFUL_SHUTDOWN));
+    assert_eq!(e.local_pref, None, "no LOCAL_PREF toward eBGP");
+    // A reflected route keeps its attributes.
+    let r = export(&n, &ibgp, &rib, other, &[3]).unwrap();
+    assert!(!r.communities.contains(&crate::drain::GRACEFUL_SHUTDOWN));
+    assert_eq!(r.local_pref, Some(200));
+    // Not draining: nothing added.
+    ibgp.draining = false;
+    let a = export(&n, &ibgp, &rib, own, &[]).unwrap();
+    assert!(!a.communities.contains(&crate::drain::GRACEFUL_SHUTDOWN));
+    assert_eq!(a.local_pref, Some(100));
 }

@@ -126,6 +126,10 @@ pub fn evaluate(
         a.local_pref = None;
         post = Arc::new(a);
     }
+    // RFC 8326 §4: the sender drains; prefer any other path.
+    if let Some(a) = super::drain::import_draining(&post) {
+        post = Arc::new(a);
+    }
     Ok((post, hop))
 }
 
@@ -331,6 +335,7 @@ mod tests {
             max_paths: 16,
             problems: Vec::new(),
             pass_unknown_attributes: false,
+            graceful_shutdown: None,
         }
     }
 
@@ -375,6 +380,28 @@ mod tests {
         });
         let (_, hop) = evaluate(&test_node(), &test_peer(), &own, prefix, &other).unwrap();
         assert_eq!(hop, "10.0.0.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn graceful_shutdown_routes_get_local_pref_zero() {
+        let attrs = Arc::new(PathAttributes {
+            origin: Some(petrel_bgp::wire::Origin::Igp),
+            next_hop: Some("10.0.0.2".parse().unwrap()),
+            communities: vec![crate::drain::GRACEFUL_SHUTDOWN],
+            ..Default::default()
+        });
+        let prefix: IpNet = "198.51.100.0/24".parse().unwrap();
+        // From an external peer (whose LOCAL_PREF is ignored) too.
+        let (post, _) =
+            evaluate(&test_node(), &test_peer(), &[None, None], prefix, &attrs).unwrap();
+        assert_eq!(post.local_pref, Some(0));
+        let plain = Arc::new(PathAttributes {
+            communities: vec![],
+            ..(*attrs).clone()
+        });
+        let (post, _) =
+            evaluate(&test_node(), &test_peer(), &[None, None], prefix, &plain).unwrap();
+        assert_eq!(post.local_pref, None);
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The BGP speaker: the one task that owns the RIB and the peer table
 //! (RFC 4271 §9: UPDATE processing, decision process, update-send process;
 //! RFC 4724 §2 End-of-RIB and §4.2 graceful restart helper, with RFC 8538;
-//! RFC 4486 prefix limits).
+//! RFC 4486 prefix limits; RFC 8326 graceful shutdown).
 //!
 //! It is fed typed messages: resolved configuration from the datastore,
 //! events from the per-session drivers ([`session`]), inbound connections
 //! from the listeners, and queries from the management API. Nothing else
 //! mutates its state.
 
+mod drain;
 mod export;
 mod families;
 mod graceful;
@@ -36,8 +37,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use drain::{DRAIN_ON_STOP, GRACEFUL_SHUTDOWN};
 pub use export::{NO_ADVERTISE, NO_EXPORT, NO_EXPORT_SUBCONFED};
-pub use lifecycle::{END_OF_RIB_HOLD_IPAM, END_OF_RIB_HOLD_SERVICES, QUIET_PERIOD, SpeakerOptions};
+pub use lifecycle::{
+    END_OF_RIB_HOLD_IPAM, END_OF_RIB_HOLD_SERVICES, QUIET_PERIOD, SELECTION_DEFERRAL,
+    SpeakerOptions,
+};
 pub use peers::PeerEntry;
 pub use status::{
     AdjRibRoute, BestRoute, EventKind, PeerKind, PeerStatus, RestartPhase, RouteChange,
@@ -123,6 +128,9 @@ pub enum SpeakerMsg {
     ReleaseEndOfRib(String),
     /// The addresses of the bound listeners.
     Listeners(oneshot::Sender<Vec<SocketAddr>>),
+    /// The agent is stopping with `--drain-seconds`: drain (RFC 8326) until
+    /// it stops.
+    Drain,
 }
 
 /// Cloneable handle to the speaker task.
@@ -133,6 +141,8 @@ pub struct SpeakerHandle {
     events: tokio::sync::broadcast::Sender<SpeakerEvent>,
     /// Connections refused because no peer is configured for their address.
     rejected: Arc<std::sync::atomic::AtomicU64>,
+    /// Why this node drains (RFC 8326), while it does.
+    drain: watch::Receiver<Option<String>>,
 }
 
 impl SpeakerHandle {
@@ -145,6 +155,15 @@ impl SpeakerHandle {
     /// that falls behind by [`EVENT_BACKLOG`] events gets `Lagged`).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SpeakerEvent> {
         self.events.subscribe()
+    }
+    /// Why this node drains (graceful shutdown, RFC 8326), while it does.
+    pub fn draining(&self) -> Option<String> {
+        self.drain.borrow().clone()
+    }
+    /// Start draining until the speaker stops (`--drain-seconds`): every
+    /// route this node originates goes out again with GRACEFUL_SHUTDOWN.
+    pub async fn drain(&self) {
+        let _ = self.tx.send(SpeakerMsg::Drain).await;
     }
     /// Whether the speaker task is still running (its inbox is open).
     pub fn is_running(&self) -> bool {
@@ -285,6 +304,15 @@ pub struct Speaker {
     rejected: Arc<std::sync::atomic::AtomicU64>,
     /// When a rejected connection from each source address was last logged.
     rejected_logged: HashMap<IpAddr, std::time::Instant>,
+    /// The agent stops with `--drain-seconds`: drain until then.
+    stopping: bool,
+    /// Why the node drains, as last advertised (see [`drain`]).
+    drain: watch::Sender<Option<String>>,
+    /// RFC 4724 §4.1 selection deferral: this agent restarted with its
+    /// forwarding state, and nothing selected goes to the kernel or the peers
+    /// until every peer has sent End-of-RIB or `defer_deadline` passed.
+    deferring: bool,
+    defer_deadline: std::time::Instant,
 }
 
 impl Speaker {
@@ -319,6 +347,10 @@ impl Speaker {
                 .collect(),
             rejected,
             rejected_logged: HashMap::new(),
+            stopping: false,
+            drain: watch::channel(None).0,
+            deferring: options.restarting.is_some(),
+            defer_deadline: now + options.selection_deferral.min(options.stale_timeout),
         }
     }
 
@@ -333,12 +365,13 @@ impl Speaker {
         let (tx, mut rx) = mpsc::channel(1024);
         let (events, _) = tokio::sync::broadcast::channel(EVENT_BACKLOG);
         let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut speaker = Speaker::new(tx.clone(), fib, events.clone(), &options, rejected.clone());
         let handle = SpeakerHandle {
-            tx: tx.clone(),
-            events: events.clone(),
-            rejected: rejected.clone(),
+            tx,
+            events,
+            rejected,
+            drain: speaker.drain.subscribe(),
         };
-        let mut speaker = Speaker::new(tx, fib, events, &options, rejected);
         let task = tokio::spawn(async move {
             let initial = config.borrow_and_update().clone();
             if let Some(c) = initial {
@@ -419,6 +452,10 @@ impl Speaker {
             SpeakerMsg::Listeners(reply) => {
                 let _ = reply.send(self.listeners.addresses());
             }
+            SpeakerMsg::Drain => {
+                self.stopping = true;
+                self.update_drain();
+            }
         }
         self.flush();
         self.check_converged(std::time::Instant::now());
@@ -426,6 +463,11 @@ impl Speaker {
 
     /// Push pending best-path changes to the peers and the dataplane.
     fn flush(&mut self) {
+        if self.deferring {
+            // RFC 4724 §4.1: the changes wait for the deferred selection;
+            // the forwarding state kept from before the restart serves.
+            return;
+        }
         let changed = self.rib.take_changes();
         if changed.is_empty() {
             return;

@@ -14,6 +14,18 @@
 //! peer), or when `stale_timeout` has passed since start-up, with a warning
 //! naming the peers that have not.
 //!
+//! # Selection deferral
+//!
+//! A restarting agent (one that found its predecessor's routes in the
+//! kernel) defers its route selection (RFC 4724 §4.1): nothing goes to the
+//! kernel or to the peers, End-of-RIB included, until every peer has
+//! converged as above or [`SpeakerOptions::selection_deferral`] has passed
+//! (bounded by `stale_timeout`). Meanwhile the kernel routes it kept forward,
+//! and the peers (helpers) keep its routes. So it never installs nor
+//! advertises a partial table. A peer whose OPEN carries the Restart State
+//! bit restarts too and is not waited for (RFC 4724 §4.2: it waits for this
+//! node's End-of-RIB). The End-of-RIB holds below apply on top.
+//!
 //! # End-of-RIB holds
 //!
 //! A helper peer drops this node's routes that are not sent again before
@@ -39,6 +51,11 @@ pub const END_OF_RIB_HOLD_IPAM: &str = "ipam";
 /// originated.
 pub const END_OF_RIB_HOLD_SERVICES: &str = "services";
 
+/// The longest a restarting agent defers its route selection (RFC 4724 §4.1
+/// selection deferral timer; FRR's `select-defer-time` is 360 s): within the
+/// stale-path time of the usual helpers.
+pub const SELECTION_DEFERRAL: Duration = Duration::from_secs(60);
+
 /// Start-up options of [`Speaker::spawn`].
 #[derive(Debug, Clone)]
 pub struct SpeakerOptions {
@@ -50,6 +67,9 @@ pub struct SpeakerOptions {
     pub stale_timeout: Duration,
     /// End-of-RIB holds: name and the longest it holds.
     pub end_of_rib_holds: Vec<(String, Duration)>,
+    /// The longest a restarting agent defers its route selection (see the
+    /// module docs); at most `stale_timeout`.
+    pub selection_deferral: Duration,
 }
 
 impl Default for SpeakerOptions {
@@ -58,6 +78,7 @@ impl Default for SpeakerOptions {
             restarting: None,
             stale_timeout: Duration::from_secs(120),
             end_of_rib_holds: Vec::new(),
+            selection_deferral: SELECTION_DEFERRAL,
         }
     }
 }
@@ -80,6 +101,15 @@ impl super::PeerEntry {
         };
         now.saturating_duration_since(since) >= QUIET_PERIOD
     }
+
+    /// Whether the peer's last OPEN had the Restart State bit set: it
+    /// restarts too and waits for our End-of-RIB before sending its own.
+    pub fn peer_restarting(&self) -> bool {
+        self.negotiated
+            .as_ref()
+            .and_then(|n| n.peer_graceful_restart.as_ref())
+            .is_some_and(|c| c.restart_state)
+    }
 }
 
 impl Speaker {
@@ -96,6 +126,7 @@ impl Speaker {
     /// the deadline. As with the selection deferral of RFC 4724 §4.1, routes
     /// of a peer that comes back later than another are not swept in between.
     pub(super) fn check_converged(&mut self, now: Instant) {
+        self.check_deferral(now);
         if self.converged || self.node.is_none() {
             return;
         }
@@ -115,9 +146,50 @@ impl Speaker {
             return;
         };
         self.converged = true;
+        // What was selected meanwhile reaches the kernel before the sweep.
+        self.end_deferral(why);
         self.end_own_restart(why);
         if let Some(fib) = &self.fib {
             let _ = fib.send(FibMsg::Converged);
+        }
+    }
+
+    /// End the selection deferral once every peer has converged (or
+    /// restarts itself), or at its deadline.
+    pub(super) fn check_deferral(&mut self, now: Instant) {
+        if !self.deferring || self.node.is_none() {
+            return;
+        }
+        let waiting: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.converged(now) && !p.peer_restarting())
+            .map(|(o, _)| o.to_string())
+            .collect();
+        if waiting.is_empty() {
+            self.end_deferral("every peer sent End-of-RIB");
+        } else if now >= self.defer_deadline {
+            warn!(peers = ?waiting, "selection deferral time is up: selecting without these peers' End-of-RIB");
+            self.end_deferral("selection deferral time is up");
+        }
+    }
+
+    /// Run the deferred selection: the kernel and every peer get the whole
+    /// table, then End-of-RIB (holds permitting).
+    pub(super) fn end_deferral(&mut self, why: &str) {
+        if !std::mem::replace(&mut self.deferring, false) {
+            return;
+        }
+        info!(
+            reason = why,
+            routes = self.rib.len(),
+            "restart: deferred route selection done (RFC 4724 §4.1); installing and advertising"
+        );
+        self.flush();
+        let origins: Vec<PeerOrigin> = self.peers.keys().cloned().collect();
+        for o in &origins {
+            self.export_full(o);
+            self.send_end_of_rib(o);
         }
     }
 
@@ -162,6 +234,9 @@ impl Speaker {
     /// Send End-of-RIB for every negotiated family to an established peer,
     /// unless a hold is left or it was sent in this session.
     pub(super) fn send_end_of_rib(&mut self, origin: &PeerOrigin) {
+        if self.deferring {
+            return;
+        }
         if !self.eor_holds.is_empty() {
             let holds: Vec<&String> = self.eor_holds.keys().collect();
             info!(peer = %origin, ?holds, "End-of-RIB held until this node's routes are originated");

@@ -63,6 +63,7 @@ fn node(with_peer: bool, originate: &[&str]) -> NodeConfig {
         max_paths: 16,
         problems: Vec::new(),
         pass_unknown_attributes: false,
+        graceful_shutdown: None,
     }
 }
 
@@ -336,4 +337,193 @@ async fn the_handle_reports_the_listeners() {
     }
     shutdown.cancel();
     task.await.unwrap();
+}
+
+/// Issue 18: the announcements the driver was asked to send, with whether
+/// each carries GRACEFUL_SHUTDOWN.
+fn announced_gshut(rx: &mut mpsc::UnboundedReceiver<SessionCmd>) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    while let Ok(cmd) = rx.try_recv() {
+        if let SessionCmd::Announce(attrs, nlri) = cmd {
+            let gshut = attrs.communities.contains(&GRACEFUL_SHUTDOWN);
+            out.extend(nlri.iter().map(|n| (n.prefix.to_string(), gshut)));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_cordoned_node_drains_and_uncordoning_restores() {
+    let (mut s, cmds, _fib) = speaker(SpeakerOptions::default(), node(true, &[BLOCK])).await;
+    let mut cmds = cmds.unwrap();
+    establish(&mut s, true);
+    assert_eq!(announced_gshut(&mut cmds), vec![(BLOCK.to_string(), false)]);
+    let mut cordoned = node(true, &[BLOCK]);
+    cordoned.graceful_shutdown = Some("node cordoned (spec.unschedulable)".into());
+    s.apply_config(cordoned.clone()).await;
+    assert_eq!(announced_gshut(&mut cmds), vec![(BLOCK.to_string(), true)]);
+    assert_eq!(
+        s.drain.borrow().as_deref(),
+        Some("node cordoned (spec.unschedulable)")
+    );
+    // The same configuration again sends nothing.
+    s.apply_config(cordoned).await;
+    assert_eq!(announced_gshut(&mut cmds), vec![]);
+    s.apply_config(node(true, &[BLOCK])).await;
+    assert_eq!(announced_gshut(&mut cmds), vec![(BLOCK.to_string(), false)]);
+    assert_eq!(*s.drain.borrow(), None);
+}
+
+#[tokio::test]
+async fn a_stopping_agent_drains_until_it_stops() {
+    let (mut s, cmds, _fib) = speaker(SpeakerOptions::default(), node(true, &[BLOCK])).await;
+    let mut cmds = cmds.unwrap();
+    establish(&mut s, true);
+    let _ = announced_gshut(&mut cmds);
+    s.handle(SpeakerMsg::Drain).await;
+    assert_eq!(announced_gshut(&mut cmds), vec![(BLOCK.to_string(), true)]);
+    assert_eq!(s.drain.borrow().as_deref(), Some(DRAIN_ON_STOP));
+    // A configuration change does not end it.
+    s.apply_config(node(true, &[BLOCK])).await;
+    assert_eq!(announced_gshut(&mut cmds), vec![]);
+    assert!(s.drain.borrow().is_some());
+}
+
+const LEARNED: [&str; 2] = ["198.51.100.0/24", "203.0.113.0/24"];
+
+fn update(prefix: &str) -> Message {
+    Message::Update(petrel_bgp::wire::Update {
+        withdrawn: vec![],
+        attrs: Some(Arc::new(petrel_bgp::wire::PathAttributes {
+            origin: Some(petrel_bgp::wire::Origin::Igp),
+            as_path: vec![petrel_bgp::wire::AsSegment {
+                kind: petrel_bgp::wire::AsSegmentKind::Sequence,
+                asns: vec![65000],
+            }],
+            next_hop: Some("192.0.2.1".parse().unwrap()),
+            ..Default::default()
+        })),
+        announced: vec![Nlri::new(prefix.parse().unwrap())],
+    })
+}
+
+/// Prefixes the dataplane was sent, and whether `Converged` came (last).
+fn fib_prefixes(rx: &mut mpsc::UnboundedReceiver<FibMsg>) -> (Vec<String>, bool) {
+    let mut prefixes = Vec::new();
+    let mut converged = false;
+    while let Ok(m) = rx.try_recv() {
+        match m {
+            FibMsg::Changes(c) => {
+                assert!(!converged, "routes after Converged");
+                prefixes.extend(c.iter().map(|(p, _)| p.to_string()));
+            }
+            FibMsg::Converged => converged = true,
+        }
+    }
+    prefixes.sort();
+    (prefixes, converged)
+}
+
+fn restarting() -> SpeakerOptions {
+    SpeakerOptions {
+        restarting: Some(Duration::from_secs(120)),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_restarting_node_defers_selection_until_every_end_of_rib() {
+    let (mut s, cmds, mut fib) = speaker(restarting(), node(true, &[BLOCK])).await;
+    let mut cmds = cmds.unwrap();
+    establish(&mut s, true);
+    // The peer sends its routes slowly: nothing reaches the kernel or the
+    // peer, End-of-RIB included, before its End-of-RIB.
+    receive(&mut s, update(LEARNED[0]));
+    s.check_converged(Instant::now());
+    assert_eq!(sent(&mut cmds), Vec::<String>::new());
+    assert_eq!(fib_prefixes(&mut fib), (vec![], false));
+    receive(&mut s, update(LEARNED[1]));
+    s.check_converged(Instant::now() + Duration::from_secs(10));
+    assert_eq!(sent(&mut cmds), Vec::<String>::new());
+    assert_eq!(fib_prefixes(&mut fib), (vec![], false));
+    receive(&mut s, Message::EndOfRib(Family::Ipv4Unicast));
+    s.check_converged(Instant::now());
+    // The whole table at once, then End-of-RIB; the kernel gets every
+    // route before the sweep of adopted ones.
+    assert_eq!(
+        sent(&mut cmds),
+        vec![format!("announce {BLOCK}"), "eor".into()]
+    );
+    let mut want = vec![BLOCK.to_string(), LEARNED[0].into(), LEARNED[1].into()];
+    want.sort();
+    assert_eq!(fib_prefixes(&mut fib), (want, true));
+    // Later changes flow as usual.
+    receive(&mut s, update("192.0.2.128/25"));
+    s.flush();
+    assert_eq!(
+        fib_prefixes(&mut fib),
+        (vec!["192.0.2.128/25".into()], false)
+    );
+}
+
+#[tokio::test]
+async fn selection_deferral_is_bounded() {
+    let options = SpeakerOptions {
+        selection_deferral: Duration::from_secs(30),
+        ..restarting()
+    };
+    let (mut s, cmds, mut fib) = speaker(options, node(true, &[BLOCK])).await;
+    let mut cmds = cmds.unwrap();
+    establish(&mut s, true);
+    receive(&mut s, update(LEARNED[0]));
+    s.check_converged(Instant::now() + Duration::from_secs(29));
+    assert_eq!(sent(&mut cmds), Vec::<String>::new());
+    s.check_converged(Instant::now() + Duration::from_secs(31));
+    assert_eq!(
+        sent(&mut cmds),
+        vec![format!("announce {BLOCK}"), "eor".into()]
+    );
+    let mut want = vec![BLOCK.to_string(), LEARNED[0].into()];
+    want.sort();
+    // Not converged: the stale timeout (120 s) still holds the sweep.
+    assert_eq!(fib_prefixes(&mut fib), (want, false));
+}
+
+#[tokio::test]
+async fn a_peer_that_restarts_too_is_not_waited_for() {
+    let (mut s, cmds, _fib) = speaker(restarting(), node(true, &[BLOCK])).await;
+    let mut cmds = cmds.unwrap();
+    let id = s.peers[&origin()].id;
+    let mut neg = negotiated(true);
+    if let Some(gr) = neg.peer_graceful_restart.as_mut() {
+        gr.restart_state = true;
+    }
+    s.session_event(
+        id,
+        SessionEvent::Established {
+            negotiated: neg,
+            local: "192.0.2.2:40000".parse().unwrap(),
+            remote: "192.0.2.1:179".parse().unwrap(),
+        },
+    );
+    s.check_converged(Instant::now());
+    // RFC 4724 §4.2: it waits for our End-of-RIB before sending its own.
+    assert_eq!(
+        sent(&mut cmds),
+        vec![format!("announce {BLOCK}"), "eor".into()]
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_start_does_not_defer() {
+    let (mut s, cmds, mut fib) = speaker(SpeakerOptions::default(), node(true, &[BLOCK])).await;
+    let mut cmds = cmds.unwrap();
+    establish(&mut s, true);
+    receive(&mut s, update(LEARNED[0]));
+    s.flush();
+    assert_eq!(
+        sent(&mut cmds),
+        vec![format!("announce {BLOCK}"), "eor".into()]
+    );
+    assert!(fib_prefixes(&mut fib).0.contains(&LEARNED[0].to_string()));
 }

@@ -319,6 +319,7 @@ impl Speaker {
                 self.export_full(o);
             }
         }
+        self.update_drain();
         self.flush();
     }
 

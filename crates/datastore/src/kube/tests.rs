@@ -138,6 +138,23 @@ fn resource_version_only_changes_are_not_changes() {
     assert!(n["metadata"].get("resourceVersion").is_none());
 }
 
+/// Issue 18: `kubectl cordon` (spec.unschedulable) is a change of the
+/// watched Node, and reaches the snapshot that resolution reads.
+#[test]
+fn a_cordon_is_a_node_change() {
+    let mut s = synced();
+    let nodes = WatchKey::Kind(Kind::Node);
+    let node = |cordoned: bool| {
+        json!({"metadata": {"name": "n1"}, "spec": {"unschedulable": cordoned},
+               "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]}})
+    };
+    assert!(s.handle(&nodes, WatchEvent::Apply(node(false))));
+    assert!(s.handle(&nodes, WatchEvent::Apply(node(true))));
+    let built = s.build("n1");
+    let spec = built.snapshot.nodes[0].spec.as_ref().expect("spec");
+    assert_eq!(spec.unschedulable, Some(true));
+}
+
 #[test]
 fn invalid_update_keeps_the_last_valid_version() {
     let mut s = synced();

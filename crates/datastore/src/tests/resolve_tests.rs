@@ -605,3 +605,55 @@ fn unknown_attributes_are_stripped_unless_configured() {
     );
     assert!(cfg.pass_unknown_attributes);
 }
+
+/// Node `a` of `three_nodes` with this `spec` and these annotations.
+fn node_a(spec: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: a\n  annotations: {{{annotations}}}\nspec: {{{spec}}}\nstatus:\n  addresses:\n    - {{type: InternalIP, address: \"10.0.0.1\"}}\n---\n"
+    ) + &node("b", "rack: r1", "", &["10.0.0.2"])
+}
+
+#[test]
+fn a_cordoned_or_annotated_node_drains() {
+    assert_eq!(resolve_for(&three_nodes(), "a").graceful_shutdown, None);
+    let cordoned = resolve_for(&node_a("unschedulable: true", ""), "a");
+    assert!(
+        cordoned
+            .graceful_shutdown
+            .as_deref()
+            .is_some_and(|r| r.contains("cordoned")),
+        "{:?}",
+        cordoned.graceful_shutdown
+    );
+    let annotated = resolve_for(&node_a("", "petrel.dev/graceful-shutdown: \"true\""), "a");
+    assert!(annotated.graceful_shutdown.is_some());
+    // "false" keeps a cordoned node's routes as they are.
+    let opted_out = resolve_for(
+        &node_a(
+            "unschedulable: true",
+            "petrel.dev/graceful-shutdown: \"false\"",
+        ),
+        "a",
+    );
+    assert_eq!(opted_out.graceful_shutdown, None);
+    // Another node's drain is not this node's.
+    assert_eq!(
+        resolve_for(&node_a("unschedulable: true", ""), "b").graceful_shutdown,
+        None
+    );
+}
+
+#[test]
+fn an_invalid_graceful_shutdown_value_is_reported_and_ignored() {
+    let cfg = resolve_for(&node_a("", "petrel.dev/graceful-shutdown: \"yes\""), "a");
+    assert_eq!(cfg.graceful_shutdown, None);
+    assert!(
+        cfg.problems
+            .iter()
+            .any(|p| p.kind == "Node" && p.reason.contains("graceful-shutdown")),
+        "{:?}",
+        cfg.problems
+    );
+    // The node still peers.
+    assert_eq!(origins(&cfg), ["mesh/b"]);
+}

@@ -89,6 +89,7 @@ mod tests {
             max_paths: 16,
             problems: Vec::new(),
             pass_unknown_attributes: false,
+            graceful_shutdown: None,
         }
     }
 

@@ -106,6 +106,9 @@ pub struct AgentOptions {
     /// Leave the kernel routes in place on exit (restarts and upgrades:
     /// the next agent adopts them).
     pub keep_routes_on_exit: bool,
+    /// On SIGTERM, drain this long first (RFC 8326 graceful shutdown: the
+    /// node's routes go out with GRACEFUL_SHUTDOWN), then stop.
+    pub drain: Duration,
 }
 
 /// Run the agent until SIGINT or SIGTERM.
@@ -175,6 +178,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
                 hold(petrel_speaker::END_OF_RIB_HOLD_IPAM),
                 hold(petrel_speaker::END_OF_RIB_HOLD_SERVICES),
             ],
+            selection_deferral: petrel_speaker::SELECTION_DEFERRAL,
         },
     );
     let release_task = {
@@ -233,7 +237,7 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         opts.api_socket.clone(),
         petrel_api::Sources {
             node_name: node.clone(),
-            speaker,
+            speaker: speaker.clone(),
             dataplane: Some((dataplane.clone(), opts.dataplane.clone())),
             ipam: Some(backend),
             services: Some(services_view),
@@ -250,7 +254,18 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         }
     }
 
-    wait_for_signal().await;
+    let mut signals = Signals::new();
+    let signal = signals.next().await;
+    if signal == Signal::Terminate && !opts.drain.is_zero() {
+        // RFC 8326: peers and the other nodes move their traffic to other
+        // paths while this node still forwards; a second signal cuts it short.
+        info!(drain = ?opts.drain, "SIGTERM: draining before stopping (--drain-seconds)");
+        speaker.drain().await;
+        tokio::select! {
+            _ = tokio::time::sleep(opts.drain) => info!("drain time over"),
+            s = signals.next() => info!(signal = ?s, "second signal: stopping now"),
+        }
+    }
     info!("shutting down");
     shutdown.cancel();
     for task in [
@@ -431,20 +446,43 @@ async fn forward_fib(
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+/// A stop signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Terminate,
+    Interrupt,
+}
+
+/// SIGTERM and SIGINT, from the moment the agent runs.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        if let Err(e) = term.as_ref().and(int.as_ref()) {
+            error!(error = %e, "cannot install the signal handlers; stopping on Ctrl-C only");
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+        Signals {
+            term: term.ok(),
+            int: int.ok(),
+        }
+    }
+
+    async fn next(&mut self) -> Signal {
+        match (&mut self.term, &mut self.int) {
+            (Some(term), Some(int)) => tokio::select! {
+                _ = term.recv() => Signal::Terminate,
+                _ = int.recv() => Signal::Interrupt,
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                Signal::Interrupt
+            }
         }
     }
 }

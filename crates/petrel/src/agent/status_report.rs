@@ -78,7 +78,10 @@ pub async fn run(
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             peers: reports,
             blocks,
-            conditions: vec![config_condition(config.borrow().as_ref())],
+            conditions: vec![
+                config_condition(config.borrow().as_ref()),
+                draining_condition(speaker.draining().as_deref()),
+            ],
         };
         petrel_datastore::publish_changed(&tx, report);
     }
@@ -98,6 +101,27 @@ pub fn config_status_fn(config: watch::Receiver<Option<NodeConfig>>) -> petrel_a
                 .collect()
         })
     })
+}
+
+/// The `Draining` condition: `True` while the node drains (RFC 8326
+/// graceful shutdown), with the reason.
+pub fn draining_condition(reason: Option<&str>) -> ConditionReport {
+    match reason {
+        Some(why) => ConditionReport {
+            type_: "Draining".into(),
+            status: true,
+            reason: "GracefulShutdown".into(),
+            message: format!(
+                "{why}: this node's routes are advertised with GRACEFUL_SHUTDOWN (65535:0), LOCAL_PREF 0 on iBGP"
+            ),
+        },
+        None => ConditionReport {
+            type_: "Draining".into(),
+            status: false,
+            reason: "NotDraining".into(),
+            message: "this node's routes are advertised as usual".into(),
+        },
+    }
 }
 
 /// The `ConfigValid` condition: `False` while some object is invalid (on its
@@ -185,6 +209,16 @@ mod tests {
             "{}",
             bad.message
         );
+    }
+
+    #[test]
+    fn draining_condition_names_the_reason() {
+        let off = draining_condition(None);
+        assert!(!off.status);
+        assert_eq!(off.type_, "Draining");
+        let on = draining_condition(Some("node cordoned (spec.unschedulable)"));
+        assert!(on.status);
+        assert!(on.message.starts_with("node cordoned"), "{}", on.message);
     }
 
     #[test]

@@ -100,8 +100,20 @@ pub fn status_text(node: Option<&str>, peers: &[pb::Peer], d: &pb::GetDataplaneR
     out
 }
 
-/// The `Configuration:` line of the summary, and one line per invalid object.
+/// The `Configuration:` line of the summary, one line per invalid object,
+/// and the `Draining:` line while the node drains (RFC 8326).
 pub fn config_text(c: &pb::GetConfigStatusResponse) -> String {
+    let mut out = config_problems_text(c);
+    if !c.draining.is_empty() {
+        out.push_str(&format!(
+            "Draining: {} (routes advertised with GRACEFUL_SHUTDOWN)\n",
+            c.draining
+        ));
+    }
+    out
+}
+
+fn config_problems_text(c: &pb::GetConfigStatusResponse) -> String {
     if !c.loaded {
         return "Configuration: not loaded yet\n".into();
     }

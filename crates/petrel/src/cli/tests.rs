@@ -381,6 +381,7 @@ fn status_shows_the_configuration_line() {
     let ok = pb::GetConfigStatusResponse {
         loaded: true,
         problems: vec![],
+        draining: String::new(),
     };
     assert_eq!(status::config_text(&ok), "Configuration: ok\n");
     let problem = |kind: &str, name: &str, reason: &str| pb::ConfigProblem {
@@ -407,6 +408,7 @@ fn status_shows_the_configuration_line() {
                 "spec.cidr: overlaps IPPool pods (left out)",
             ),
         ],
+        draining: String::new(),
     };
     let text = status::config_text(&bad);
     assert!(
@@ -427,5 +429,20 @@ fn status_shows_the_configuration_line() {
     assert_eq!(
         status::config_text(&none),
         "Configuration: not loaded yet\n"
+    );
+}
+
+/// Issue 18: `petrel status` shows that the node drains, and why.
+#[test]
+fn status_shows_the_drain() {
+    let draining = pb::GetConfigStatusResponse {
+        loaded: true,
+        problems: vec![],
+        draining: "node cordoned (spec.unschedulable)".into(),
+    };
+    assert_eq!(
+        status::config_text(&draining),
+        "Configuration: ok\nDraining: node cordoned (spec.unschedulable) \
+         (routes advertised with GRACEFUL_SHUTDOWN)\n"
     );
 }
