@@ -462,7 +462,7 @@ fn rbac_grants_what_the_agent_reads() {
         })
     };
     assert!(grants("", "nodes"));
-    for plural in ["bgpconfigurations", "bgppeers", "bgpfilters"] {
+    for plural in ["bgpconfigurations", "bgppeers", "bgpfilters", "bfdprofiles"] {
         assert!(grants(GROUP, plural), "{plural}");
     }
     assert!(

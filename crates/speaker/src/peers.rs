@@ -61,6 +61,8 @@ pub struct PeerEntry {
     /// Set while the peer restarts gracefully (RFC 4724 §4.2): its stale
     /// routes, kept until it is back and has sent End-of-RIB.
     pub graceful: Option<super::graceful::Helper>,
+    /// BFD state of the session, when the peer has a BFD profile.
+    pub bfd: crate::bfd::PeerBfd,
 }
 
 impl PeerEntry {
@@ -301,6 +303,7 @@ impl Speaker {
                 .values()
                 .map(|p| (p.config.address, p.config.password.clone())),
         );
+        self.sync_bfd();
         if reimport {
             info!("import policy changed: re-evaluating received routes");
             self.reimport_all();
@@ -371,6 +374,7 @@ impl Speaker {
                 adj_in_pre: HashMap::new(),
                 refresh_stale: Default::default(),
                 graceful: None,
+                bfd: Default::default(),
             },
         );
     }
@@ -522,6 +526,8 @@ impl Speaker {
                 let Some(e) = self.peers.get_mut(&origin) else {
                     return;
                 };
+                // Ended by BFD Down (RFC 5882 §4.3): the peer's C bit then.
+                let bfd_down = e.bfd.stopped.take();
                 let (reason, error) = match (reason, e.stop_reason.take()) {
                     (DownReason::Stopped, Some((text, sent))) => {
                         (DownReason::NotificationSent(sent), Some(text))
@@ -543,14 +549,25 @@ impl Speaker {
                 // A restart of a peer that announced graceful restart keeps
                 // its routes (RFC 4724 §4.2); a second failure before its
                 // End-of-RIB, or any other loss, withdraws them.
+                // BFD Down is a transport failure for graceful restart: the
+                // rules of a hold timer expiry (a NOTIFICATION was sent).
+                let hold_expiry = DownReason::HoldTimerExpired;
+                let retain_reason = if bfd_down.is_some() {
+                    &hold_expiry
+                } else {
+                    &reason
+                };
                 let retain = match (e.negotiated.as_deref(), was_established, &e.graceful) {
                     (Some(neg), true, None) => {
                         let (local, peer) = super::graceful::caps(Some(neg));
-                        super::graceful::retain_on_down(&reason, local, peer, &neg.families)
+                        super::graceful::retain_on_down(retain_reason, local, peer, &neg.families)
                     }
                     _ => None,
                 };
-                let helping = e.graceful.is_some() && !was_established;
+                // A BFD Down with the C bit while the peer restarts keeps its
+                // routes until the restart ends (RFC 5882 §4.3).
+                let helping =
+                    e.graceful.is_some() && (!was_established || bfd_down == Some(true));
                 e.last_error = error;
                 e.source = None;
                 e.negotiated = None;

@@ -111,3 +111,5 @@ pub fn watch(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod bfd_tests;
