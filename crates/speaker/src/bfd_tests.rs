@@ -5,7 +5,8 @@ use super::*;
 use crate::bfd::{BfdEvent, BfdState, Diagnostic, StateChange};
 use petrel_bgp::fsm::{ConnId, DownReason, Negotiated};
 use petrel_bgp::wire::{
-    AsSegment, AsSegmentKind, Capabilities, GracefulRestartCap, Open, Update, notification as n,
+    AsSegment, AsSegmentKind, Capabilities, GracefulRestartCap, Notification, Open, Update,
+    notification as n,
 };
 use petrel_datastore::resolved::{BfdSettings, BindMode, NextHopMode, PeerConfig};
 use std::time::{Duration, Instant};
@@ -181,7 +182,8 @@ fn bfd_failure(c_bit: bool) -> BfdEvent {
     change(BfdState::Up, BfdState::Down, BfdState::Up, c_bit)
 }
 
-/// The Cease subcodes of the Stop commands sent to the session driver.
+/// The NOTIFICATIONs of the Stop and Reset commands sent to the session
+/// driver, with whether the session starts again.
 fn stops(rx: &mut mpsc::UnboundedReceiver<SessionCmd>) -> Vec<(u8, u8, bool)> {
     std::iter::from_fn(|| rx.try_recv().ok())
         .filter_map(|c| match c {
@@ -189,6 +191,7 @@ fn stops(rx: &mut mpsc::UnboundedReceiver<SessionCmd>) -> Vec<(u8, u8, bool)> {
                 notification,
                 restart,
             } => Some((notification.code, notification.subcode, restart)),
+            SessionCmd::Reset(n) => Some((n.code, n.subcode, true)),
             _ => None,
         })
         .collect()
@@ -260,16 +263,31 @@ async fn a_peer_without_a_bfd_profile_ignores_bfd_events() {
 }
 
 #[tokio::test]
-async fn bfd_down_follows_graceful_restart_as_a_transport_failure() {
-    // With the N-bit both ways, the peer's routes are kept as after a hold
-    // timer expiry (RFC 4724, RFC 8538).
-    let (mut s, mut cmds, _fib) = speaker(true).await;
+async fn with_the_n_bit_bfd_down_is_a_hard_reset_and_nothing_is_kept() {
+    // The path failed: the peer must not keep this node's routes through
+    // graceful restart (RFC 8538 §5), nor this node the peer's.
+    let (mut s, mut cmds, mut fib) = speaker(true).await;
     establish_with_route(&mut s, true);
+    let _ = withdrawn_from_kernel(&mut fib);
     s.bfd_event(bfd_failure(false));
-    assert_eq!(stops(&mut cmds).len(), 1);
+    let sent: Vec<Notification> = std::iter::from_fn(|| cmds.try_recv().ok())
+        .filter_map(|c| match c {
+            SessionCmd::Reset(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![Notification {
+            code: n::CEASE,
+            subcode: n::CEASE_HARD_RESET,
+            data: vec![n::CEASE, n::CEASE_BFD_DOWN],
+        }]
+    );
     stopped(&mut s);
-    assert_eq!(s.rib.adj_in_total(id(&s)), 1, "kept while the peer restarts");
-    assert!(s.peers[&origin()].graceful.is_some());
+    assert_eq!(s.rib.adj_in_total(id(&s)), 0);
+    assert!(s.peers[&origin()].graceful.is_none());
+    assert!(withdrawn_from_kernel(&mut fib));
 }
 
 /// The peer restarted (its routes are stale, awaiting End-of-RIB) and is

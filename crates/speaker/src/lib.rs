@@ -64,6 +64,9 @@ pub enum SessionCmd {
         notification: petrel_bgp::wire::Notification,
         restart: bool,
     },
+    /// Stop the session with this NOTIFICATION and start it again at once
+    /// (BFD Down: the session comes back as soon as the path does).
+    Reset(petrel_bgp::wire::Notification),
     /// Configuration changed in a way that needs no reset (timers, limits).
     Reconfigure(Box<petrel_bgp::fsm::SessionConfig>),
 }

@@ -549,18 +549,10 @@ impl Speaker {
                 // A restart of a peer that announced graceful restart keeps
                 // its routes (RFC 4724 §4.2); a second failure before its
                 // End-of-RIB, or any other loss, withdraws them.
-                // BFD Down is a transport failure for graceful restart: the
-                // rules of a hold timer expiry (a NOTIFICATION was sent).
-                let hold_expiry = DownReason::HoldTimerExpired;
-                let retain_reason = if bfd_down.is_some() {
-                    &hold_expiry
-                } else {
-                    &reason
-                };
                 let retain = match (e.negotiated.as_deref(), was_established, &e.graceful) {
                     (Some(neg), true, None) => {
                         let (local, peer) = super::graceful::caps(Some(neg));
-                        super::graceful::retain_on_down(retain_reason, local, peer, &neg.families)
+                        super::graceful::retain_on_down(&reason, local, peer, &neg.families)
                     }
                     _ => None,
                 };

@@ -6,14 +6,17 @@
 //!   session runs as without BFD (a peer without BFD still peers).
 //! - A transition Up → Down that is a path failure (not AdminDown, RFC 5882
 //!   §3.2) on an Established session ends it at once with NOTIFICATION
-//!   Cease / BFD Down (RFC 9384). The peer's routes then follow the graceful
-//!   restart rules of any transport failure: kept only when both sides
-//!   negotiated the N-bit and the peer announced forwarding state (a
-//!   NOTIFICATION was sent, RFC 8538); otherwise withdrawn at once from the
-//!   RIB and the kernel. One exception, RFC 5882 §4.3: while the peer is
-//!   restarting (its stale routes are still kept) a BFD Down with the peer's
-//!   C bit set keeps them until the restart ends, instead of counting as a
-//!   second failure.
+//!   Cease / BFD Down (RFC 9384), and the session starts again at once (it
+//!   comes back when the path does). The forwarding path failed, so neither
+//!   side may keep the other's routes through graceful restart: with the
+//!   N-bit negotiated the NOTIFICATION goes out as Cease / Hard Reset
+//!   carrying Cease / BFD Down (RFC 8538 §3, §5; without it a peer such as
+//!   FRR would keep this node's routes stale and go on forwarding into the
+//!   broken path), and the peer's routes are withdrawn at once from the RIB
+//!   and the kernel, as after any NOTIFICATION petrel sends. One exception,
+//!   RFC 5882 §4.3: while the peer is restarting (its stale routes are still
+//!   kept) a BFD Down with the peer's C bit set keeps them until the restart
+//!   ends, instead of counting as a second failure.
 
 use super::{BfdEvent, BfdHandle, BfdPeer, BfdState, Diagnostic, bfd_peer};
 use crate::{SessionCmd, Speaker};
@@ -78,12 +81,14 @@ impl Speaker {
         }
         let diagnostic = ev.change.diagnostic.as_str();
         warn!(peer = %origin, diagnostic, "BFD down: closing the BGP session (Cease/BFD Down)");
-        let notification = petrel_bgp::fsm::cease(n::CEASE_BFD_DOWN, None);
+        let (local, remote) = crate::graceful::caps(e.negotiated.as_deref());
+        let notification = crate::graceful::hard_reset_if_needed(
+            petrel_bgp::fsm::cease(n::CEASE_BFD_DOWN, None),
+            local,
+            remote,
+        );
         e.stop_reason = Some((format!("BFD down: {diagnostic}"), notification.clone()));
         e.bfd.stopped = Some(ev.change.remote_control_plane_independent);
-        let _ = e.cmd.send(SessionCmd::Stop {
-            notification,
-            restart: true,
-        });
+        let _ = e.cmd.send(SessionCmd::Reset(notification));
     }
 }
