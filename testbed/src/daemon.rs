@@ -100,20 +100,23 @@ impl DaemonPaths {
                     }
                     lines.push((
                         Path::new(FRR_DIR).join(daemon),
-                        extra.into_iter().chain(vec![
-                            "-P".into(),
-                            "0".into(),
-                            "-f".into(),
-                            path_arg(&dir.join(conf)),
-                            "--vty_socket".into(),
-                            path_arg(dir),
-                            "-i".into(),
-                            path_arg(&dir.join(format!("{daemon}.pid"))),
-                            "-z".into(),
-                            path_arg(&self.zserv_socket()),
-                            "--log".into(),
-                            "stdout".into(),
-                        ]).collect(),
+                        extra
+                            .into_iter()
+                            .chain(vec![
+                                "-P".into(),
+                                "0".into(),
+                                "-f".into(),
+                                path_arg(&dir.join(conf)),
+                                "--vty_socket".into(),
+                                path_arg(dir),
+                                "-i".into(),
+                                path_arg(&dir.join(format!("{daemon}.pid"))),
+                                "-z".into(),
+                                path_arg(&self.zserv_socket()),
+                                "--log".into(),
+                                "stdout".into(),
+                            ])
+                            .collect(),
                     ));
                 }
             }
@@ -167,8 +170,9 @@ impl DaemonPaths {
     pub fn frr_uses_bfd(&self) -> bool {
         self.kind == Kind::Frr
             && std::fs::read_to_string(self.rundir.join("bgpd.conf")).is_ok_and(|c| {
-                c.lines()
-                    .any(|l| !l.trim_start().starts_with('!') && l.split_whitespace().any(|w| w == "bfd"))
+                c.lines().any(|l| {
+                    !l.trim_start().starts_with('!') && l.split_whitespace().any(|w| w == "bfd")
+                })
             })
     }
 

@@ -109,10 +109,12 @@ fn failure_detected(lab: &Lab, daemon: &str) -> anyhow::Result<Duration> {
     let gone = loop {
         match kernel_has(lab, DAEMON_ROUTE_V4) {
             Ok(false) => break Ok(start.elapsed()),
-            Ok(true) if start.elapsed() < DETECT => {
-                std::thread::sleep(Duration::from_millis(5))
+            Ok(true) if start.elapsed() < DETECT => std::thread::sleep(Duration::from_millis(5)),
+            Ok(true) => {
+                break Err(anyhow::anyhow!(
+                    "{DAEMON_ROUTE_V4} still in the kernel after {DETECT:?}"
+                ));
             }
-            Ok(true) => break Err(anyhow::anyhow!("{DAEMON_ROUTE_V4} still in the kernel after {DETECT:?}")),
             Err(e) => break Err(e),
         }
     };
@@ -152,7 +154,10 @@ fn bfd_frr() {
         let frr = frr_bfd(lab)?;
         anyhow::ensure!(frr["status"] == "up", "FRR's view: {frr}");
         let v6 = petrel_bfd(lab, DAEMON_V6)?;
-        anyhow::ensure!(v6["state"] == "Down" && v6["remote_discriminator"] == 0, "{v6}");
+        anyhow::ensure!(
+            v6["state"] == "Down" && v6["remote_discriminator"] == 0,
+            "{v6}"
+        );
         let wide = lab.petrel(PETREL, "peers -o wide")?;
         anyhow::ensure!(wide.contains("BFD") && wide.contains("Up"), "{wide}");
         let table = lab.petrel(PETREL, "bfd")?;
@@ -209,10 +214,7 @@ fn bfd_bird() {
     lab.check(|lab| {
         up(lab, true).context("step 1: sessions and BFD up (IPv4 and IPv6)")?;
         let bird = lab.birdc("bird", "show bfd sessions")?;
-        anyhow::ensure!(
-            bird.matches("Up").count() >= 2,
-            "BIRD's view:\n{bird}"
-        );
+        anyhow::ensure!(bird.matches("Up").count() >= 2, "BIRD's view:\n{bird}");
         let took = failure_detected(lab, "bird").context("step 2: failure detection")?;
         println!("bfd-bird: route removed from the kernel {took:?} after the cut");
         up(lab, true).context("step 3: recovery")?;

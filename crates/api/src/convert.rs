@@ -313,8 +313,10 @@ mod tests {
             stale_routes: 2,
             graceful_restart_remaining: Some(Duration::from_millis(1500)),
             unnegotiated_routes: Vec::new(),
+            bfd: Some("Down".into()),
         });
         assert_eq!(p.state, "Active");
+        assert_eq!(p.bfd_state, "Down");
         assert_eq!(p.peer_router_id, "");
         assert_eq!(p.hold_time, 0);
         assert_eq!(p.families, vec!["ipv4-unicast", "ipv6-unicast"]);

@@ -26,7 +26,8 @@ pub const MAX_BFD_INTERVAL_MS: u32 = 60_000;
 /// The message for `echoMode: true`.
 pub const ECHO_MODE_UNSUPPORTED: &str = "echoMode is not supported: petrel runs BFD in asynchronous mode without the Echo function (RFC 5880 §6.4); remove echoMode or set it to false";
 /// The message for `echoInterval`.
-pub const ECHO_INTERVAL_UNSUPPORTED: &str = "echoInterval is not supported: petrel runs BFD without the Echo function; remove echoInterval";
+pub const ECHO_INTERVAL_UNSUPPORTED: &str =
+    "echoInterval is not supported: petrel runs BFD without the Echo function; remove echoInterval";
 
 /// BFD session parameters for the BGP sessions that name this profile.
 //

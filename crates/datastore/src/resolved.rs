@@ -121,9 +121,7 @@ impl BfdSettings {
         BfdSettings {
             profile: name.to_string(),
             receive_interval: Duration::from_millis(u64::from(spec.receive_interval_ms().max(1))),
-            transmit_interval: Duration::from_millis(u64::from(
-                spec.transmit_interval_ms().max(1),
-            )),
+            transmit_interval: Duration::from_millis(u64::from(spec.transmit_interval_ms().max(1))),
             detect_multiplier: spec.detect_multiplier_or_default().clamp(1, 255) as u8,
             passive: spec.passive_mode.unwrap_or(false),
             minimum_ttl: spec.minimum_ttl_or_default().clamp(1, 255) as u8,

@@ -221,7 +221,12 @@ fn stopped(s: &mut Speaker) {
 #[tokio::test]
 async fn bfd_down_ends_the_session_with_cease_bfd_down_and_withdraws_its_routes() {
     let (mut s, mut cmds, mut fib) = speaker(true).await;
-    s.bfd_event(change(BfdState::Down, BfdState::Init, BfdState::Down, false));
+    s.bfd_event(change(
+        BfdState::Down,
+        BfdState::Init,
+        BfdState::Down,
+        false,
+    ));
     s.bfd_event(change(BfdState::Init, BfdState::Up, BfdState::Init, false));
     establish_with_route(&mut s, false);
     let _ = withdrawn_from_kernel(&mut fib);
@@ -230,11 +235,18 @@ async fn bfd_down_ends_the_session_with_cease_bfd_down_and_withdraws_its_routes(
     assert_eq!(stops(&mut cmds), vec![(n::CEASE, n::CEASE_BFD_DOWN, true)]);
     stopped(&mut s);
     assert_eq!(s.rib.adj_in_total(id(&s)), 0);
-    assert!(withdrawn_from_kernel(&mut fib), "the route leaves the kernel");
+    assert!(
+        withdrawn_from_kernel(&mut fib),
+        "the route leaves the kernel"
+    );
     let view = &s.peer_views()[0];
     assert_eq!(view.bfd.as_deref(), Some("Down"));
     assert!(view.last_error.contains("BFD down"), "{}", view.last_error);
-    assert!(view.last_notification.contains("BFD Down"), "{}", view.last_notification);
+    assert!(
+        view.last_notification.contains("BFD Down"),
+        "{}",
+        view.last_notification
+    );
 }
 
 #[tokio::test]
@@ -245,10 +257,25 @@ async fn only_a_path_failure_on_an_established_session_counts() {
     assert_eq!(stops(&mut cmds), vec![]);
     establish_with_route(&mut s, false);
     // The peer going AdminDown is not a failure (RFC 5882 §3.2).
-    s.bfd_event(change(BfdState::Up, BfdState::Down, BfdState::AdminDown, false));
+    s.bfd_event(change(
+        BfdState::Up,
+        BfdState::Down,
+        BfdState::AdminDown,
+        false,
+    ));
     // Neither is a session that never came up.
-    s.bfd_event(change(BfdState::Init, BfdState::Down, BfdState::Init, false));
-    s.bfd_event(change(BfdState::Up, BfdState::AdminDown, BfdState::Up, false));
+    s.bfd_event(change(
+        BfdState::Init,
+        BfdState::Down,
+        BfdState::Init,
+        false,
+    ));
+    s.bfd_event(change(
+        BfdState::Up,
+        BfdState::AdminDown,
+        BfdState::Up,
+        false,
+    ));
     assert_eq!(stops(&mut cmds), vec![]);
     assert_eq!(s.rib.adj_in_total(id(&s)), 1);
 }

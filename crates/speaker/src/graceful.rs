@@ -428,7 +428,10 @@ mod tests {
             (hard.subcode, hard.data),
             (n::CEASE_HARD_RESET, vec![n::CEASE, n::CEASE_BFD_DOWN])
         );
-        assert_eq!(hard_reset_if_needed(bfd.clone(), Some(&plain), Some(&n)), bfd);
+        assert_eq!(
+            hard_reset_if_needed(bfd.clone(), Some(&plain), Some(&n)),
+            bfd
+        );
         // Without the N-bit both ways, or for a graceful subcode: as is.
         for (l, p) in [
             (Some(&plain), Some(&n)),

@@ -558,8 +558,7 @@ impl Speaker {
                 };
                 // A BFD Down with the C bit while the peer restarts keeps its
                 // routes until the restart ends (RFC 5882 §4.3).
-                let helping =
-                    e.graceful.is_some() && (!was_established || bfd_down == Some(true));
+                let helping = e.graceful.is_some() && (!was_established || bfd_down == Some(true));
                 e.last_error = error;
                 e.source = None;
                 e.negotiated = None;

@@ -51,7 +51,11 @@ fn a_missing_bfd_profile_keeps_the_last_bfd_settings() {
     s.handle(&PROFILES, WatchEvent::Apply(profile("fast", 200)));
     let edited = crate::resolve_with(&s.build("n1").snapshot, "n1", Some(&first)).unwrap();
     assert_eq!(
-        edited.peers[&origin].bfd.as_ref().unwrap().transmit_interval,
+        edited.peers[&origin]
+            .bfd
+            .as_ref()
+            .unwrap()
+            .transmit_interval,
         Duration::from_millis(200)
     );
 

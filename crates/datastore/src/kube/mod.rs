@@ -110,6 +110,6 @@ pub fn watch(
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod bfd_tests;
+#[cfg(test)]
+mod tests;

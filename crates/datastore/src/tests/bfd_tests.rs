@@ -18,7 +18,10 @@ const PEER: &str = "apiVersion: petrel.dev/v1\nkind: BGPPeer\nmetadata:\n  name:
 fn a_peer_gets_its_profile_settings() {
     let all = format!(
         "{NODES}---\n{}{PEER}",
-        profile("fast", "  receiveInterval: 100\n  transmitInterval: 200\n  detectMultiplier: 4\n  passiveMode: true\n  minimumTtl: 250")
+        profile(
+            "fast",
+            "  receiveInterval: 100\n  transmitInterval: 200\n  detectMultiplier: 4\n  passiveMode: true\n  minimumTtl: 250"
+        )
     );
     let s = load(&[("all.yaml", &all)]).unwrap();
     let cfg = resolve(&s, "node-a").unwrap();
@@ -53,10 +56,16 @@ fn the_mesh_gets_the_node_mesh_profile() {
 fn echo_and_out_of_range_values_are_rejected_with_the_field() {
     let e = errors(&[(
         "p.yaml",
-        &profile("fast", "  echoMode: true\n  echoInterval: 50\n  detectMultiplier: 1"),
+        &profile(
+            "fast",
+            "  echoMode: true\n  echoInterval: 50\n  detectMultiplier: 1",
+        ),
     )]);
     let all = e.join("\n");
-    assert!(all.contains("spec.echoMode") && all.contains("echoMode is not supported"), "{all}");
+    assert!(
+        all.contains("spec.echoMode") && all.contains("echoMode is not supported"),
+        "{all}"
+    );
     assert!(all.contains("spec.echoInterval"), "{all}");
     assert!(all.contains("spec.detectMultiplier"), "{all}");
     let typo = errors(&[("p.yaml", &profile("fast", "  recieveInterval: 100"))]);
@@ -75,5 +84,8 @@ fn a_missing_profile_is_an_error_of_the_peer_and_the_configuration() {
         "c.yaml",
         "apiVersion: petrel.dev/v1\nkind: BGPConfiguration\nmetadata: {name: default}\nspec:\n  nodeMeshBFDProfile: nope\n",
     )]);
-    assert!(e.iter().any(|m| m.contains("spec.nodeMeshBFDProfile")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("spec.nodeMeshBFDProfile")),
+        "{e:?}"
+    );
 }

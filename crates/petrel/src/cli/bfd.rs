@@ -10,7 +10,7 @@ use std::path::Path;
 pub fn ms(us: u64) -> String {
     if us == 0 {
         "-".into()
-    } else if us % 1000 == 0 {
+    } else if us.is_multiple_of(1000) {
         format!("{}ms", us / 1000)
     } else {
         format!("{:.3}ms", us as f64 / 1000.0)
@@ -77,11 +77,7 @@ pub fn bfd_table(r: &pb::ListBfdSessionsResponse, wide: bool) -> String {
                 s.source_port.to_string(),
                 s.remote_state.clone(),
                 s.remote_diagnostic.clone(),
-                format!(
-                    "{}/{}",
-                    ms(s.desired_min_tx_us),
-                    ms(s.required_min_rx_us)
-                ),
+                format!("{}/{}", ms(s.desired_min_tx_us), ms(s.required_min_rx_us)),
                 format!("{}/{}", s.packets_received, s.packets_sent),
                 s.state_transitions.to_string(),
                 s.error.clone(),
@@ -109,8 +105,9 @@ pub fn filter_sessions(r: &mut pb::ListBfdSessionsResponse, query: &str) -> Resu
     let ip: IpAddr = query
         .parse()
         .map_err(|_| CliError::Usage(format!("{query:?} is not an IP address")))?;
-    r.sessions
-        .retain(|s| s.peer.parse::<IpAddr>().ok().map(|a| a.to_canonical()) == Some(ip.to_canonical()));
+    r.sessions.retain(|s| {
+        s.peer.parse::<IpAddr>().ok().map(|a| a.to_canonical()) == Some(ip.to_canonical())
+    });
     if r.sessions.is_empty() {
         return Err(CliError::NoPeer(query.to_string()));
     }

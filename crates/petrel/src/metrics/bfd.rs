@@ -44,14 +44,17 @@ impl BfdSeries {
     }
 }
 
+/// A metric family: name, help, and the value of one session.
+type Family = (&'static str, &'static str, fn(&BfdSeries) -> u64);
+
 /// Encode the BFD families.
 pub(super) fn encode(enc: &mut DescriptorEncoder, sessions: &[BfdSeries]) -> fmt::Result {
-    let gauges: [(&str, &str, fn(&BfdSeries) -> u64); 1] = [(
+    let gauges: [Family; 1] = [(
         "petrel_bfd_session_up",
         "1 when the BFD session is Up, else 0",
         |s| u64::from(s.up),
     )];
-    let counters: [(&str, &str, fn(&BfdSeries) -> u64); 3] = [
+    let counters: [Family; 3] = [
         (
             "petrel_bfd_state_transitions",
             "BFD session state changes since the session was created",
@@ -62,11 +65,9 @@ pub(super) fn encode(enc: &mut DescriptorEncoder, sessions: &[BfdSeries]) -> fmt
             "BFD Control packets accepted (every RFC 5880 §6.8.6 and GTSM check passed)",
             |s| s.packets_received,
         ),
-        (
-            "petrel_bfd_packets_sent",
-            "BFD Control packets sent",
-            |s| s.packets_sent,
-        ),
+        ("petrel_bfd_packets_sent", "BFD Control packets sent", |s| {
+            s.packets_sent
+        }),
     ];
     for (name, help, value) in gauges {
         let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;

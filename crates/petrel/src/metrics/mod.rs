@@ -24,8 +24,8 @@ pub mod server;
 #[cfg(test)]
 mod tests;
 
-pub use collector::{CONTENT_TYPE, SESSION_STATES, render};
 pub use bfd::BfdSeries;
+pub use collector::{CONTENT_TYPE, SESSION_STATES, render};
 pub use extra::{IpamState, MoreSources, ServicesCounts};
 
 use axum::Router;

@@ -291,9 +291,8 @@ impl Driver {
             } else {
                 CONTROL_PORT
             };
-            let opened = sock::listener(v6, port).and_then(|s| {
-                tokio::net::UdpSocket::from_std(UdpSocket::from(s))
-            });
+            let opened = sock::listener(v6, port)
+                .and_then(|s| tokio::net::UdpSocket::from_std(UdpSocket::from(s)));
             match opened {
                 Ok(sock) => {
                     self.listeners.push(Listener { sock, multihop });
