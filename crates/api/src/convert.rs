@@ -102,6 +102,8 @@ pub fn bfd_sessions(s: &petrel_speaker::bfd::BfdSnapshot) -> pb::ListBfdSessions
         malformed_packets: s.counters.malformed.total(),
         unknown_discriminator_packets: s.counters.unknown_discriminator,
         no_session_packets: s.counters.no_session_for_path,
+        max_timer_lateness_us: micros(Some(s.max_timer_lateness)),
+        late_timers: s.late_timers,
     }
 }
 

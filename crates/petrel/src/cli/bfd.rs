@@ -97,6 +97,13 @@ pub fn bfd_table(r: &pb::ListBfdSessionsResponse, wide: bool) -> String {
             r.malformed_packets, r.unknown_discriminator_packets, r.no_session_packets
         ));
     }
+    if wide || r.late_timers > 0 {
+        out.push_str(&format!(
+            "timers late by more than 50ms: {} (latest {})\n",
+            r.late_timers,
+            ms(r.max_timer_lateness_us)
+        ));
+    }
     out
 }
 

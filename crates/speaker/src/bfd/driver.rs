@@ -1,5 +1,6 @@
 //! The BFD driver thread: owns the `petrel_bfd` session table, the sockets
-//! and the timers, and executes the table's actions.
+//! and the timers, and executes the table's actions. It runs with a raised
+//! scheduling priority (`SCHED_FIFO` 10, else nice -10) when allowed.
 //!
 //! One loop on a current-thread runtime of its own thread: wake on the
 //! earliest timer, a readable receive socket or a command; due timers are
@@ -33,6 +34,15 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("petrel-bfd".into())
         .spawn(move || {
+            // Timers must not wait behind other work of the machine either:
+            // a starved thread misses its transmissions and the peer takes
+            // the session down (seen under a load average of 200).
+            match crate::sockopt::raise_thread_priority(10) {
+                Ok(how) => info!(priority = how, "BFD thread priority raised"),
+                Err(e) => warn!(error = %e,
+                    "cannot raise the BFD thread's priority (needs CAP_SYS_NICE); \
+                     under CPU contention BFD may flap"),
+            }
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -72,6 +82,8 @@ struct Driver {
     socket_errors: Vec<String>,
     events: mpsc::UnboundedSender<BfdEvent>,
     buf: Vec<u8>,
+    max_lateness: std::time::Duration,
+    late_timers: u64,
 }
 
 enum Wake {
@@ -110,6 +122,8 @@ impl Driver {
             socket_errors: Vec::new(),
             events,
             buf: vec![0; 512],
+            max_lateness: std::time::Duration::ZERO,
+            late_timers: 0,
         }
     }
 
@@ -151,15 +165,26 @@ impl Driver {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
+        let mut late = std::time::Duration::ZERO;
         let due: Vec<(u32, bool, bool)> = self
             .io
             .iter()
             .filter_map(|(d, s)| {
                 let tx = s.tx_at.is_some_and(|t| t <= now);
                 let detect = s.detect_at.is_some_and(|t| t <= now);
+                for t in [s.tx_at, s.detect_at].into_iter().flatten() {
+                    late = late.max(now.saturating_duration_since(t));
+                }
                 (tx || detect).then_some((*d, tx, detect))
             })
             .collect();
+        if late > super::LATE_TIMER {
+            self.late_timers += 1;
+            if late > self.max_lateness {
+                warn!(late = ?late, "BFD timer fired late: the BFD thread was starved");
+            }
+        }
+        self.max_lateness = self.max_lateness.max(late);
         for (d, tx, detect) in due {
             // Detection first: a packet sent after it carries the new state.
             if detect {
@@ -446,6 +471,8 @@ impl Driver {
             sessions,
             counters: *self.table.counters(),
             socket_errors: self.socket_errors.clone(),
+            max_timer_lateness: self.max_lateness,
+            late_timers: self.late_timers,
         }
     }
 }

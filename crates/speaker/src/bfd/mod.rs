@@ -77,7 +77,15 @@ pub struct BfdSnapshot {
     pub counters: TableCounters,
     /// Receive sockets that could not be opened.
     pub socket_errors: Vec<String>,
+    /// The latest a timer of the driver thread has fired after its deadline
+    /// (the thread was starved: CPU, or a stall of the process).
+    pub max_timer_lateness: Duration,
+    /// Timers that fired more than [`LATE_TIMER`] after their deadline.
+    pub late_timers: u64,
 }
+
+/// A timer this late is counted in [`BfdSnapshot::late_timers`] and logged.
+pub const LATE_TIMER: Duration = Duration::from_millis(50);
 
 /// Commands to the driver thread.
 #[derive(Debug)]
