@@ -7,7 +7,7 @@
 //! | kind   | command |
 //! |--------|---------|
 //! | bird   | `bird -f -c <rundir>/bird.conf -s <rundir>/bird.ctl -P <rundir>/bird.pid` |
-//! | frr    | `zebra` then `bgpd` (and `bfdd --bfdctl <rundir>/bfdd.sock` when the config says `bfd`), each `-P 0 -f <rundir>/<daemon>.conf --vty_socket <rundir> -i <rundir>/<daemon>.pid -z <rundir>/zserv.api --log stdout` |
+//! | frr    | `zebra` then `bgpd` (and `chrt -f 10 bfdd --bfdctl <rundir>/bfdd.sock` when the config says `bfd`), each `-P 0 -f <rundir>/<daemon>.conf --vty_socket <rundir> -i <rundir>/<daemon>.pid -z <rundir>/zserv.api --log stdout` |
 //! | gobgp  | `gobgpd -f <rundir>/gobgp.toml --api-hosts 127.0.0.1:50051 --pprof-disable -p` |
 //! | petrel | `petrel agent --node-name <node> --datastore file:<rundir>/manifests --api-socket <rundir>/<node>.sock [--ipam-dir <labdir>/<dir>]` |
 //!
@@ -93,13 +93,23 @@ impl DaemonPaths {
                 }
                 for (daemon, conf) in daemons {
                     let mut extra = Vec::new();
+                    let mut prog = Path::new(FRR_DIR).join(daemon);
                     if daemon == "bfdd" {
                         // Its control socket in the node's directory, not
-                        // the host's /var/run/frr.
-                        extra = vec!["--bfdctl".into(), path_arg(&dir.join("bfdd.sock"))];
+                        // the host's /var/run/frr; real-time priority, as a
+                        // ToR's BFD has its own CPU: on a loaded test
+                        // machine a starved bfdd takes sessions down.
+                        extra = vec![
+                            "-f".into(),
+                            "10".into(),
+                            path_arg(&prog),
+                            "--bfdctl".into(),
+                            path_arg(&dir.join("bfdd.sock")),
+                        ];
+                        prog = PathBuf::from("chrt");
                     }
                     lines.push((
-                        Path::new(FRR_DIR).join(daemon),
+                        prog,
                         extra
                             .into_iter()
                             .chain(vec![
