@@ -7,7 +7,7 @@
 //! | kind   | command |
 //! |--------|---------|
 //! | bird   | `bird -f -c <rundir>/bird.conf -s <rundir>/bird.ctl -P <rundir>/bird.pid` |
-//! | frr    | `zebra` then `bgpd`, each `-P 0 -f <rundir>/<daemon>.conf --vty_socket <rundir> -i <rundir>/<daemon>.pid -z <rundir>/zserv.api --log stdout` |
+//! | frr    | `zebra` then `bgpd` (and `chrt -f 10 bfdd --bfdctl <rundir>/bfdd.sock` when the config says `bfd`), each `-P 0 -f <rundir>/<daemon>.conf --vty_socket <rundir> -i <rundir>/<daemon>.pid -z <rundir>/zserv.api --log stdout` |
 //! | gobgp  | `gobgpd -f <rundir>/gobgp.toml --api-hosts 127.0.0.1:50051 --pprof-disable -p` |
 //! | petrel | `petrel agent --node-name <node> --datastore file:<rundir>/manifests --api-socket <rundir>/<node>.sock [--ipam-dir <labdir>/<dir>]` |
 //!
@@ -87,23 +87,46 @@ impl DaemonPaths {
                 ],
             )),
             Kind::Frr => {
-                for (daemon, conf) in [("zebra", "zebra.conf"), ("bgpd", "bgpd.conf")] {
-                    lines.push((
-                        Path::new(FRR_DIR).join(daemon),
-                        vec![
-                            "-P".into(),
-                            "0".into(),
+                let mut daemons = vec![("zebra", "zebra.conf"), ("bgpd", "bgpd.conf")];
+                if self.frr_uses_bfd() {
+                    daemons.push(("bfdd", "bfdd.conf"));
+                }
+                for (daemon, conf) in daemons {
+                    let mut extra = Vec::new();
+                    let mut prog = Path::new(FRR_DIR).join(daemon);
+                    if daemon == "bfdd" {
+                        // Its control socket in the node's directory, not
+                        // the host's /var/run/frr; real-time priority, as a
+                        // ToR's BFD has its own CPU: on a loaded test
+                        // machine a starved bfdd takes sessions down.
+                        extra = vec![
                             "-f".into(),
-                            path_arg(&dir.join(conf)),
-                            "--vty_socket".into(),
-                            path_arg(dir),
-                            "-i".into(),
-                            path_arg(&dir.join(format!("{daemon}.pid"))),
-                            "-z".into(),
-                            path_arg(&self.zserv_socket()),
-                            "--log".into(),
-                            "stdout".into(),
-                        ],
+                            "10".into(),
+                            path_arg(&prog),
+                            "--bfdctl".into(),
+                            path_arg(&dir.join("bfdd.sock")),
+                        ];
+                        prog = PathBuf::from("chrt");
+                    }
+                    lines.push((
+                        prog,
+                        extra
+                            .into_iter()
+                            .chain(vec![
+                                "-P".into(),
+                                "0".into(),
+                                "-f".into(),
+                                path_arg(&dir.join(conf)),
+                                "--vty_socket".into(),
+                                path_arg(dir),
+                                "-i".into(),
+                                path_arg(&dir.join(format!("{daemon}.pid"))),
+                                "-z".into(),
+                                path_arg(&self.zserv_socket()),
+                                "--log".into(),
+                                "stdout".into(),
+                            ])
+                            .collect(),
                     ));
                 }
             }
@@ -151,6 +174,18 @@ impl DaemonPaths {
             .collect())
     }
 
+    /// Whether an FRR node's configuration mentions BFD (`neighbor X bfd`):
+    /// then bfdd runs too, with its own (empty) configuration; bgpd
+    /// registers its sessions with it through zebra.
+    pub fn frr_uses_bfd(&self) -> bool {
+        self.kind == Kind::Frr
+            && std::fs::read_to_string(self.rundir.join("bgpd.conf")).is_ok_and(|c| {
+                c.lines().any(|l| {
+                    !l.trim_start().starts_with('!') && l.split_whitespace().any(|w| w == "bfd")
+                })
+            })
+    }
+
     /// zebra's API socket (FRR nodes).
     pub fn zserv_socket(&self) -> PathBuf {
         self.rundir.join("zserv.api")
@@ -160,9 +195,11 @@ impl DaemonPaths {
     /// daemons drop privileges to user `frr`, so it must own the directory.
     pub fn prepare(&self) -> anyhow::Result<()> {
         if self.kind == Kind::Frr {
-            let zebra_conf = self.rundir.join("zebra.conf");
-            if !zebra_conf.exists() {
-                std::fs::write(&zebra_conf, "! written by the petrel testbed\n")?;
+            for conf in ["zebra.conf", "bfdd.conf"] {
+                let path = self.rundir.join(conf);
+                if !path.exists() {
+                    std::fs::write(&path, "! written by the petrel testbed\n")?;
+                }
             }
             let mut c = Command::new("chown");
             c.arg("-R").arg("frr:frr").arg(&self.rundir);

@@ -93,6 +93,7 @@ fn crds_install_and_become_established() -> anyhow::Result<()> {
         "bgpconfigurations.petrel.dev",
         "bgppeers.petrel.dev",
         "bgpfilters.petrel.dev",
+        "bfdprofiles.petrel.dev",
     ] {
         ensure!(
             names.iter().any(|n| n == expected),
@@ -243,10 +244,11 @@ fn object(kind: &str, name: &str, spec: &str) -> String {
 }
 
 /// Objects that valid cases refer to (BGPFilters named in `filters`, the
-/// Secret of `nodeMeshPassword`), for petrel's loader, which checks
-/// references; the API server does not.
+/// BFDProfile of `bfdProfile`, the Secret of `nodeMeshPassword`), for
+/// petrel's loader, which checks references; the API server does not.
 const LOADER_CONTEXT: &str = "apiVersion: petrel.dev/v1\nkind: BGPFilter\nmetadata:\n  name: a\n---\n\
     apiVersion: petrel.dev/v1\nkind: BGPFilter\nmetadata:\n  name: b\n---\n\
+    apiVersion: petrel.dev/v1\nkind: BFDProfile\nmetadata:\n  name: fast\n---\n\
     apiVersion: v1\nkind: Secret\nmetadata:\n  name: mesh\nstringData:\n  pw: secret\n";
 
 /// Checks that each `(spec, expected fragments)` case is rejected with an
@@ -313,6 +315,7 @@ fn bgppeer_validation_names_the_field() -> anyhow::Result<()> {
             "peerIP: fd00::1\nasNumber: 65001\nreachableBy: fd00::fe\nsourceAddress: fd00::2",
             "peerIP: 10.0.0.1\nasNumber: 65001\nnextHopMode: Self\nkeepOriginalNextHop: false",
             "peerIP: 10.0.0.1\nasNumber: 65001\nfamilies: [IPv4, IPv6]\nfilters: [a, b]",
+            "peerIP: 10.0.0.1\nasNumber: 65001\nbfdProfile: fast",
             "peerIP: 10.0.0.1\nasNumber: 65001\nnumAllowedLocalASNumbers: 3\nttlSecurity: 1\nmaxPrefixes: 1",
         ],
         &[
@@ -598,6 +601,26 @@ fn bgpconfiguration_validation_names_the_field() -> anyhow::Result<()> {
                 "prefixAdvertisements: [{cidr: 10.0.0.0/8, communities: [nosuch]}]",
                 &["spec.prefixAdvertisements", "a name defined in communities"],
             ),
+        ],
+    )
+}
+
+#[test]
+fn bfdprofile_validation_names_the_field() -> anyhow::Result<()> {
+    check_cases(
+        "BFDProfile",
+        &[
+            "receiveInterval: 300\ntransmitInterval: 300\ndetectMultiplier: 3",
+            "receiveInterval: 10\ntransmitInterval: 60000\ndetectMultiplier: 255\npassiveMode: true\nminimumTtl: 254",
+            "echoMode: false",
+        ],
+        &[
+            ("echoMode: true", &["echoMode is not supported"]),
+            ("echoInterval: 50", &["echoInterval is not supported"]),
+            ("detectMultiplier: 1", &["spec.detectMultiplier"]),
+            ("receiveInterval: 9", &["spec.receiveInterval"]),
+            ("transmitInterval: 60001", &["spec.transmitInterval"]),
+            ("minimumTtl: 255", &["spec.minimumTtl"]),
         ],
     )
 }

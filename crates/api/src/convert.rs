@@ -86,6 +86,60 @@ pub fn peer(p: &PeerStatus) -> pb::Peer {
             .graceful_restart_remaining
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        bfd_state: p.bfd.clone().unwrap_or_default(),
+    }
+}
+
+fn micros(d: Option<std::time::Duration>) -> u64 {
+    d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The BFD sessions for `ListBfdSessions`.
+pub fn bfd_sessions(s: &petrel_speaker::bfd::BfdSnapshot) -> pb::ListBfdSessionsResponse {
+    pb::ListBfdSessionsResponse {
+        sessions: s.sessions.iter().map(bfd_session).collect(),
+        socket_errors: s.socket_errors.clone(),
+        malformed_packets: s.counters.malformed.total(),
+        unknown_discriminator_packets: s.counters.unknown_discriminator,
+        no_session_packets: s.counters.no_session_for_path,
+        max_timer_lateness_us: micros(Some(s.max_timer_lateness)),
+        late_timers: s.late_timers,
+    }
+}
+
+/// One BFD session (RFC 5880 §6.8.1 variables).
+pub fn bfd_session(v: &petrel_speaker::bfd::BfdSessionView) -> pb::BfdSession {
+    let st = &v.status;
+    pb::BfdSession {
+        peer: v.key.peer.to_string(),
+        local_address: opt_string(v.key.local),
+        multihop: v.key.multihop,
+        state: st.state.as_str().to_string(),
+        remote_state: st.remote_state.as_str().to_string(),
+        local_discriminator: st.local_discriminator,
+        remote_discriminator: st.remote_discriminator,
+        tx_interval_us: micros(st.tx_interval),
+        rx_interval_us: micros(st.rx_interval),
+        detection_time_us: micros(st.detection_time),
+        detect_multiplier: u32::from(st.detect_mult),
+        remote_detect_multiplier: st.remote_detect_mult.map_or(0, u32::from),
+        last_state_change_seconds: v.since_state_change.as_secs(),
+        diagnostic: st.local_diagnostic.to_string(),
+        last_down_diagnostic: st
+            .last_down_diagnostic
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        remote_diagnostic: st.remote_diagnostic.to_string(),
+        packets_received: st.counters.packets_received,
+        packets_sent: st.counters.packets_sent,
+        state_transitions: st.counters.state_changes,
+        source_port: v.source_port.map_or(0, u32::from),
+        passive: st.passive,
+        has_been_up: st.has_been_up,
+        desired_min_tx_us: micros(Some(st.desired_min_tx)),
+        required_min_rx_us: micros(Some(st.required_min_rx)),
+        error: v.error.clone().unwrap_or_default(),
+        dropped_ttl: st.counters.dropped_ttl,
     }
 }
 
@@ -261,8 +315,10 @@ mod tests {
             stale_routes: 2,
             graceful_restart_remaining: Some(Duration::from_millis(1500)),
             unnegotiated_routes: Vec::new(),
+            bfd: Some("Down".into()),
         });
         assert_eq!(p.state, "Active");
+        assert_eq!(p.bfd_state, "Down");
         assert_eq!(p.peer_router_id, "");
         assert_eq!(p.hold_time, 0);
         assert_eq!(p.families, vec!["ipv4-unicast", "ipv6-unicast"]);

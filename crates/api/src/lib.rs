@@ -194,6 +194,15 @@ impl pb::agent_service_server::AgentService for Service {
         }))
     }
 
+    async fn list_bfd_sessions(
+        &self,
+        _req: tonic::Request<pb::ListBfdSessionsRequest>,
+    ) -> Result<tonic::Response<pb::ListBfdSessionsResponse>, tonic::Status> {
+        Ok(tonic::Response::new(convert::bfd_sessions(
+            &self.speaker.bfd().await,
+        )))
+    }
+
     async fn list_peers(
         &self,
         _req: tonic::Request<pb::ListPeersRequest>,

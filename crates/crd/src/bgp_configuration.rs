@@ -126,6 +126,15 @@ pub struct BgpConfigurationSpec {
     /// node agent is not a transit router]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass_unknown_attributes: Option<bool>,
+    /// petrel addition: the name of a BFDProfile for the node-to-node mesh
+    /// sessions (BFD, RFC 5880). [Default: no BFD]
+    #[serde(
+        default,
+        rename = "nodeMeshBFDProfile",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 253))]
+    pub node_mesh_bfd_profile: Option<String>,
 }
 
 /// A CIDR block (`{cidr: 10.96.0.0/12}`).

@@ -269,6 +269,12 @@ pub struct BgpPeerSpec {
     #[schemars(length(max = 2))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub families: Vec<AddressFamilySpec>,
+    /// petrel addition (MetalLB's field): the name of a BFDProfile. BFD
+    /// (RFC 5880) runs on the sessions of this peer with its parameters; once
+    /// BFD has been up, BFD down ends the BGP session at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub bfd_profile: Option<String>,
 }
 
 /// petrel `families` entry.

@@ -15,6 +15,7 @@
 //! RFC 5082 (GTSM, `ttlSecurity`), RFC 4724 (graceful restart, `maxRestartTime`),
 //! RFC 4456 (route reflection).
 
+mod bfd_profile;
 mod bgp_configuration;
 mod bgp_filter;
 mod bgp_peer;
@@ -25,6 +26,10 @@ mod ipam_objects;
 mod node_status;
 pub mod selector;
 
+pub use bfd_profile::{
+    BFDProfile, BfdProfileSpec, DEFAULT_BFD_DETECT_MULTIPLIER, DEFAULT_BFD_INTERVAL_MS,
+    DEFAULT_BFD_MINIMUM_TTL, ECHO_INTERVAL_UNSUPPORTED, ECHO_MODE_UNSUPPORTED,
+};
 pub use bgp_configuration::{
     BGPConfiguration, BgpConfigurationSpec, BindModeSpec, CidrBlock, CommunityName,
     LoadBalancerAggregation, PrefixAdvertisement,
@@ -167,6 +172,7 @@ pub fn crds() -> Vec<serde_json::Value> {
         BGPConfiguration::crd(),
         BGPPeer::crd(),
         BGPFilter::crd(),
+        BFDProfile::crd(),
         IPPool::crd(),
         IPAMBlock::crd(),
         BlockAffinity::crd(),

@@ -462,7 +462,7 @@ fn rbac_grants_what_the_agent_reads() {
         })
     };
     assert!(grants("", "nodes"));
-    for plural in ["bgpconfigurations", "bgppeers", "bgpfilters"] {
+    for plural in ["bgpconfigurations", "bgppeers", "bgpfilters", "bfdprofiles"] {
         assert!(grants(GROUP, plural), "{plural}");
     }
     assert!(
@@ -523,7 +523,7 @@ fn daemonset_runs_the_agent_in_the_host_network() {
         .and_then(|s| s.capabilities.clone())
         .and_then(|c| c.add)
         .unwrap_or_default();
-    for cap in ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"] {
+    for cap in ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "SYS_NICE"] {
         assert!(caps.iter().any(|c| c == cap), "{cap}");
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! | apiVersion | kinds |
 //! |---|---|
-//! | `petrel.dev/v1` | `BGPConfiguration` (only `default`), `BGPPeer`, `BGPFilter`, `IPPool` |
+//! | `petrel.dev/v1` | `BGPConfiguration` (only `default`), `BGPPeer`, `BGPFilter`, `BFDProfile`, `IPPool` |
 //! | `projectcalico.org/v3` | the same kinds, accepted with a warning so Calico manifests can be dropped in unchanged |
 //! | `v1` | `Node` (identity via `petrel.dev/*` annotations or `status.addresses`), `Secret` (BGP passwords; namespace ignored), `Service` (service advertisement) |
 //! | `discovery.k8s.io/v1` | `EndpointSlice` (which nodes have local endpoints) |
@@ -44,7 +44,7 @@ pub use watch::{resolve_snapshots, watch_dir, watch_snapshots};
 
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use petrel_crd::{BGPConfiguration, BGPFilter, BGPPeer, IPPool};
+use petrel_crd::{BFDProfile, BGPConfiguration, BGPFilter, BGPPeer, IPPool};
 use std::path::Path;
 
 /// Every object of the datastore, validated.
@@ -54,6 +54,8 @@ pub struct Snapshot {
     pub bgp_configuration: Option<BGPConfiguration>,
     pub peers: Vec<BGPPeer>,
     pub filters: Vec<BGPFilter>,
+    /// BFD parameters that peers and the mesh name.
+    pub bfd_profiles: Vec<BFDProfile>,
     pub nodes: Vec<Node>,
     pub secrets: Vec<Secret>,
     /// IP pools: where IPAM takes pod address blocks from.

@@ -7,7 +7,9 @@ use super::node::node_info;
 use super::validate::{self, FieldError};
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use petrel_crd::{API_VERSION, BGPConfiguration, BGPFilter, BGPPeer, CALICO_API_VERSION, IPPool};
+use petrel_crd::{
+    API_VERSION, BFDProfile, BGPConfiguration, BGPFilter, BGPPeer, CALICO_API_VERSION, IPPool,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -105,6 +107,7 @@ enum Object {
     Config(Box<BGPConfiguration>),
     Peer(Box<BGPPeer>),
     Filter(Box<BGPFilter>),
+    BfdProfile(Box<BFDProfile>),
     Node(Box<Node>),
     Secret(Box<Secret>),
     Service(Box<Service>),
@@ -236,6 +239,9 @@ pub(crate) fn assemble_values_with(
     snapshot
         .filters
         .retain(|f| keep("BGPFilter", &f.metadata.name));
+    snapshot
+        .bfd_profiles
+        .retain(|f| keep("BFDProfile", &f.metadata.name));
     snapshot.nodes.retain(|n| keep("Node", &n.metadata.name));
     snapshot
         .ip_pools
@@ -304,7 +310,7 @@ fn parse_object(
     let api_version = str_field(&value, "apiVersion").unwrap_or("").to_string();
     let ours = matches!(
         kind.as_str(),
-        "BGPConfiguration" | "BGPPeer" | "BGPFilter" | "IPPool"
+        "BGPConfiguration" | "BGPPeer" | "BGPFilter" | "BFDProfile" | "IPPool"
     );
     let core = matches!(kind.as_str(), "Node" | "Secret" | "Service");
     let discovery = kind == "EndpointSlice";
@@ -312,7 +318,7 @@ fn parse_object(
         return Err(err(
             "kind",
             format!(
-                "unsupported kind {kind:?} (apiVersion {api_version:?}); expected BGPConfiguration, BGPPeer, BGPFilter, IPPool ({API_VERSION}), Node, Secret, Service (v1) or EndpointSlice (discovery.k8s.io/v1)"
+                "unsupported kind {kind:?} (apiVersion {api_version:?}); expected BGPConfiguration, BGPPeer, BGPFilter, BFDProfile, IPPool ({API_VERSION}), Node, Secret, Service (v1) or EndpointSlice (discovery.k8s.io/v1)"
             ),
         ));
     }
@@ -370,6 +376,9 @@ fn parse_object(
             serde_path_to_error::deserialize(value).map_err(deser_err)?,
         )),
         "BGPFilter" => Object::Filter(Box::new(
+            serde_path_to_error::deserialize(value).map_err(deser_err)?,
+        )),
+        "BFDProfile" => Object::BfdProfile(Box::new(
             serde_path_to_error::deserialize(value).map_err(deser_err)?,
         )),
         "Node" => Object::Node(Box::new(
@@ -458,6 +467,10 @@ fn check_and_assemble(
                 errors.extend(origin.field_errors(validate::validate_filter(&f.spec)));
                 snapshot.filters.push(*f);
             }
+            Object::BfdProfile(b) => {
+                errors.extend(origin.field_errors(b.spec.validate()));
+                snapshot.bfd_profiles.push(*b);
+            }
             Object::Node(n) => {
                 if let Err(errs) = node_info(&n) {
                     errors.extend(origin.field_errors(errs));
@@ -477,7 +490,21 @@ fn check_and_assemble(
     }
     // References from peers: filters and secrets.
     let peer_refs = if references { &peer_origins[..] } else { &[] };
+    let has_profile = |name: &str| {
+        snapshot
+            .bfd_profiles
+            .iter()
+            .any(|b| b.metadata.name.as_deref() == Some(name))
+    };
     for (peer, origin) in snapshot.peers.iter().zip(peer_refs) {
+        if let Some(b) = peer.spec.bfd_profile.as_deref()
+            && !has_profile(b)
+        {
+            errors.push(origin.error(
+                Some("spec.bfdProfile".into()),
+                format!("BFDProfile {b:?} not found"),
+            ));
+        }
         for (i, f) in peer.spec.filters.iter().enumerate() {
             if !f.is_empty()
                 && !snapshot
@@ -511,6 +538,16 @@ fn check_and_assemble(
         && let Err(r) = validate::lookup_secret(&snapshot.secrets, sel)
     {
         errors.push(origin.error(Some("spec.nodeMeshPassword.secretKeyRef".into()), r));
+    }
+    if let (Some(cfg), Some(origin), true) =
+        (&snapshot.bgp_configuration, &config_origin, references)
+        && let Some(b) = cfg.spec.node_mesh_bfd_profile.as_deref()
+        && !has_profile(b)
+    {
+        errors.push(origin.error(
+            Some("spec.nodeMeshBFDProfile".into()),
+            format!("BFDProfile {b:?} not found"),
+        ));
     }
     check_router_ids(&snapshot.nodes, &node_origins, errors);
     for overlap in petrel_crd::check_pool_overlaps(&snapshot.ip_pools) {

@@ -21,7 +21,9 @@
 use super::Snapshot;
 use super::error::DatastoreError;
 use super::node::{NodeInfo, node_info};
-use super::resolved::{BindMode, ConfigProblem, NextHopMode, NodeConfig, PeerConfig, PeerOrigin};
+use super::resolved::{
+    BfdSettings, BindMode, ConfigProblem, NextHopMode, NodeConfig, PeerConfig, PeerOrigin,
+};
 use super::validate::{community_by_name_or_value, lookup_secret};
 use ipnet::IpNet;
 use petrel_bgp::wire::Family;
@@ -526,6 +528,30 @@ impl<'a> Resolver<'a> {
                 }
             }
         };
+        let bfd = match spec.bfd_profile.as_deref().filter(|b| !b.is_empty()) {
+            None => None,
+            Some(profile) => match self.bfd_profile(profile) {
+                Some(settings) => Some(settings),
+                None => match previous {
+                    Some(prev) => {
+                        self.problem(
+                            "BGPPeer",
+                            name,
+                            format!("spec.bfdProfile: BFDProfile {profile:?} not found; keeping the last BFD settings"),
+                        );
+                        prev.bfd.clone()
+                    }
+                    None => {
+                        self.problem(
+                            "BGPPeer",
+                            name,
+                            format!("spec.bfdProfile: BFDProfile {profile:?} not found; the peer is left out until it resolves"),
+                        );
+                        return Ok(());
+                    }
+                },
+            },
+        };
         let source_address = match spec.source_address {
             None | Some(SourceAddress::UseNodeIp) => Some(my_addr),
             Some(SourceAddress::None) => None,
@@ -576,6 +602,7 @@ impl<'a> Resolver<'a> {
             num_allowed_local_as,
             max_prefixes: spec.max_prefixes,
             filters,
+            bfd,
             families: if forward && !spec.families.is_empty() {
                 let mut f: Vec<Family> = spec
                     .families
@@ -595,6 +622,15 @@ impl<'a> Resolver<'a> {
         };
         self.peers.insert(t.origin, config);
         Ok(())
+    }
+
+    /// The settings of the BFDProfile `name`, if it exists.
+    fn bfd_profile(&self, name: &str) -> Option<BfdSettings> {
+        self.snapshot
+            .bfd_profiles
+            .iter()
+            .find(|b| b.metadata.name.as_deref() == Some(name))
+            .map(|b| BfdSettings::from_spec(name, &b.spec))
     }
 
     /// The node-to-node mesh (Calico `processMeshPeers`): skipped on route
@@ -638,6 +674,38 @@ impl<'a> Resolver<'a> {
                 }
             },
             None => None,
+        };
+        let bfd = match self
+            .cfg
+            .node_mesh_bfd_profile
+            .as_deref()
+            .filter(|b| !b.is_empty())
+        {
+            None => None,
+            Some(profile) => match self.bfd_profile(profile) {
+                Some(settings) => Some(settings),
+                None => {
+                    let last = self.previous.and_then(|p| {
+                        p.peers.values().find(|c| {
+                            matches!(c.origin, PeerOrigin::Mesh(_) | PeerOrigin::Mesh6(_))
+                        })
+                    });
+                    let Some(last) = last else {
+                        self.problem(
+                            "BGPConfiguration",
+                            "default",
+                            format!("spec.nodeMeshBFDProfile: BFDProfile {profile:?} not found; the node-to-node mesh is left out until it resolves"),
+                        );
+                        return Ok(());
+                    };
+                    self.problem(
+                        "BGPConfiguration",
+                        "default",
+                        format!("spec.nodeMeshBFDProfile: BFDProfile {profile:?} not found; keeping the mesh's last BFD settings"),
+                    );
+                    last.bfd.clone()
+                }
+            },
         };
         let max_restart_time = self
             .cfg
@@ -683,6 +751,7 @@ impl<'a> Resolver<'a> {
                     filters: Vec::new(),
                     families: vec![family_of(ip)],
                     route_reflector_client: false,
+                    bfd: bfd.clone(),
                 };
                 self.peers.insert(origin, config);
             }

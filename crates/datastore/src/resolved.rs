@@ -93,6 +93,40 @@ pub struct PeerConfig {
     /// is one of its clients (RFC 4456): routes learned from other iBGP peers
     /// are reflected to it. Calico: the peer has no cluster ID or a different one.
     pub route_reflector_client: bool,
+    /// BFD for this session (`bfdProfile`, `nodeMeshBFDProfile`); `None`: off.
+    pub bfd: Option<BfdSettings>,
+}
+
+/// The BFD parameters of a session, from its BFDProfile (RFC 5880 §6.8.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfdSettings {
+    /// The BFDProfile's name.
+    pub profile: String,
+    /// bfd.RequiredMinRxInterval (`receiveInterval`).
+    pub receive_interval: Duration,
+    /// bfd.DesiredMinTxInterval (`transmitInterval`).
+    pub transmit_interval: Duration,
+    /// bfd.DetectMult (`detectMultiplier`).
+    pub detect_multiplier: u8,
+    /// Passive role (`passiveMode`).
+    pub passive: bool,
+    /// Smallest TTL accepted on multihop sessions (`minimumTtl`).
+    pub minimum_ttl: u8,
+}
+
+impl BfdSettings {
+    /// The settings of profile `name` (a validated spec; out-of-range values
+    /// are clamped rather than trusted).
+    pub fn from_spec(name: &str, spec: &petrel_crd::BfdProfileSpec) -> BfdSettings {
+        BfdSettings {
+            profile: name.to_string(),
+            receive_interval: Duration::from_millis(u64::from(spec.receive_interval_ms().max(1))),
+            transmit_interval: Duration::from_millis(u64::from(spec.transmit_interval_ms().max(1))),
+            detect_multiplier: spec.detect_multiplier_or_default().clamp(1, 255) as u8,
+            passive: spec.passive_mode.unwrap_or(false),
+            minimum_ttl: spec.minimum_ttl_or_default().clamp(1, 255) as u8,
+        }
+    }
 }
 
 /// The resolved configuration for this node.

@@ -3,6 +3,7 @@
 use super::*;
 use std::path::PathBuf;
 
+mod bfd_tests;
 mod resolve_tests;
 mod service_tests;
 mod watch_tests;

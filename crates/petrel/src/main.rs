@@ -133,6 +133,16 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Show the BFD sessions of a running agent (peers with a BFDProfile):
+    /// state, discriminators, negotiated intervals, detection time, last
+    /// state change and diagnostic.
+    Bfd {
+        /// Only the session with this peer address.
+        #[arg(value_name = "ADDR")]
+        peer: Option<String>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
     /// Show routes: the Loc-RIB (every path, why it lost), per peer the
     /// routes received before import policy or advertised, or the kernel
     /// routes petrel owns.
@@ -342,6 +352,9 @@ fn main() -> ExitCode {
             }
             Command::Peers { peer, output } => {
                 Ok(petrel::cli::peers(&cli.api_socket, peer, output).await?)
+            }
+            Command::Bfd { peer, output } => {
+                Ok(petrel::cli::bfd::bfd(&cli.api_socket, peer, output).await?)
             }
             Command::Routes {
                 prefix,

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "petrel-crd",
             "petrel-bgp",
+            "petrel-bfd",
             "petrel-dataplane",
             "petrel-datastore",
         ],
@@ -34,6 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "petrel-proto",
             "petrel-bgp",
+            "petrel-bfd",
             "petrel-dataplane",
             "petrel-ipam",
             "petrel-services",
@@ -47,6 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "petrel-crd",
             "petrel-bgp",
+            "petrel-bfd",
             "petrel-dataplane",
             "petrel-ipam",
             "petrel-services",

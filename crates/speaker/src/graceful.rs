@@ -125,7 +125,8 @@ pub fn caps(
 /// RFC 8538 §5: with the N-bit negotiated both ways, a peer keeps our routes
 /// through any NOTIFICATION but a Hard Reset. So the NOTIFICATIONs after
 /// which it must not (Maximum Number of Prefixes Reached, Peer
-/// De-configured) go out as Cease/Hard Reset carrying the original code,
+/// De-configured, BFD Down: the forwarding path failed, RFC 5882 §4.3) go
+/// out as Cease/Hard Reset carrying the original code,
 /// subcode and data (§3). Others, and every NOTIFICATION without the N-bit,
 /// go out as they are: Administrative Shutdown of a stopping agent stays
 /// graceful, so peers keep forwarding to this node while it restarts.
@@ -138,7 +139,7 @@ pub fn hard_reset_if_needed(
     let hard = notification.code == n::CEASE
         && matches!(
             notification.subcode,
-            n::CEASE_MAX_PREFIXES | n::CEASE_PEER_DECONFIGURED
+            n::CEASE_MAX_PREFIXES | n::CEASE_PEER_DECONFIGURED | n::CEASE_BFD_DOWN
         );
     if !(n_bit && hard) {
         return notification;
@@ -420,6 +421,17 @@ mod tests {
         assert_eq!(hard.subcode, n::CEASE_HARD_RESET);
         assert_eq!(&hard.data[..2], &[n::CEASE, n::CEASE_MAX_PREFIXES]);
         assert_eq!(&hard.data[2..], &max.data[..]);
+        // BFD Down (RFC 9384): the path failed, the peer must not keep our routes.
+        let bfd = notif(n::CEASE, n::CEASE_BFD_DOWN);
+        let hard = hard_reset_if_needed(bfd.clone(), Some(&n), Some(&n));
+        assert_eq!(
+            (hard.subcode, hard.data),
+            (n::CEASE_HARD_RESET, vec![n::CEASE, n::CEASE_BFD_DOWN])
+        );
+        assert_eq!(
+            hard_reset_if_needed(bfd.clone(), Some(&plain), Some(&n)),
+            bfd
+        );
         // Without the N-bit both ways, or for a graceful subcode: as is.
         for (l, p) in [
             (Some(&plain), Some(&n)),

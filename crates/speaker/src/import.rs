@@ -359,6 +359,7 @@ mod tests {
             filters: vec![],
             families: vec![Family::Ipv4Unicast],
             route_reflector_client: false,
+            bfd: None,
         }
     }
 

@@ -9,6 +9,9 @@
 //! mutates its state.
 
 mod drain;
+pub mod bfd;
+#[cfg(test)]
+mod bfd_tests;
 mod export;
 mod families;
 mod graceful;
@@ -66,6 +69,9 @@ pub enum SessionCmd {
         notification: petrel_bgp::wire::Notification,
         restart: bool,
     },
+    /// Stop the session with this NOTIFICATION and start it again at once
+    /// (BFD Down: the session comes back as soon as the path does).
+    Reset(petrel_bgp::wire::Notification),
     /// Configuration changed in a way that needs no reset (timers, limits).
     Reconfigure(Box<petrel_bgp::fsm::SessionConfig>),
 }
@@ -102,6 +108,8 @@ pub enum Query {
         family: Option<Family>,
         reply: oneshot::Sender<Vec<AdjRibRoute>>,
     },
+    /// The BFD sessions (empty when no peer has a BFD profile).
+    Bfd(oneshot::Sender<bfd::BfdSnapshot>),
 }
 
 /// Everything the speaker task receives.
@@ -197,6 +205,19 @@ impl SpeakerHandle {
         };
         if self.tx.send(SpeakerMsg::Query(q)).await.is_err() {
             return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
+    /// The BFD sessions and counters (`petrel bfd`, metrics).
+    pub async fn bfd(&self) -> bfd::BfdSnapshot {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(SpeakerMsg::Query(Query::Bfd(tx)))
+            .await
+            .is_err()
+        {
+            return bfd::BfdSnapshot::default();
         }
         rx.await.unwrap_or_default()
     }
@@ -313,6 +334,14 @@ pub struct Speaker {
     /// until every peer has sent End-of-RIB or `defer_deadline` passed.
     deferring: bool,
     defer_deadline: std::time::Instant,
+    /// The BFD driver thread, once a peer has a BFD profile.
+    bfd: Option<bfd::BfdHandle>,
+    /// Where the BFD driver reports state changes; the receiver is taken by
+    /// the speaker task.
+    bfd_events: mpsc::UnboundedSender<bfd::BfdEvent>,
+    bfd_rx: Option<mpsc::UnboundedReceiver<bfd::BfdEvent>>,
+    /// Whether the BFD driver may be started (tests play it instead).
+    bfd_autostart: bool,
 }
 
 impl Speaker {
@@ -325,6 +354,7 @@ impl Speaker {
         rejected: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         let now = std::time::Instant::now();
+        let (bfd_events, bfd_rx) = mpsc::unbounded_channel();
         Speaker {
             node: None,
             peers: BTreeMap::new(),
@@ -351,6 +381,10 @@ impl Speaker {
             drain: watch::channel(None).0,
             deferring: options.restarting.is_some(),
             defer_deadline: now + options.selection_deferral.min(options.stale_timeout),
+            bfd: None,
+            bfd_events,
+            bfd_rx: Some(bfd_rx),
+            bfd_autostart: true,
         }
     }
 
@@ -372,6 +406,8 @@ impl Speaker {
             rejected,
             drain: speaker.drain.subscribe(),
         };
+        let mut speaker = Speaker::new(tx, fib, events, &options, rejected);
+        let mut bfd_rx = speaker.bfd_rx.take();
         let task = tokio::spawn(async move {
             let initial = config.borrow_and_update().clone();
             if let Some(c) = initial {
@@ -411,6 +447,20 @@ impl Speaker {
                         }
                         speaker.handle(msg).await
                     }
+                    Some(ev) = async {
+                        match bfd_rx.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        let ids: Vec<u32> = speaker.peers.values().map(|e| e.id).collect();
+                        let before: Vec<_> = ids.iter().map(|id| speaker.watched_state(*id)).collect();
+                        speaker.bfd_event(ev);
+                        for (id, before) in ids.into_iter().zip(before) {
+                            speaker.publish_transition(id, before);
+                        }
+                        speaker.flush();
+                    }
                     _ = shutdown.cancelled() => break,
                 }
             }
@@ -433,6 +483,12 @@ impl Speaker {
             SpeakerMsg::Query(Query::Routes(family, reply)) => {
                 let _ = reply.send(self.route_views(family));
             }
+            SpeakerMsg::Query(Query::Bfd(reply)) => match &self.bfd {
+                Some(h) => h.snapshot_to(reply),
+                None => {
+                    let _ = reply.send(bfd::BfdSnapshot::default());
+                }
+            },
             SpeakerMsg::Query(Query::PeerRoutes {
                 peer,
                 received,
@@ -498,6 +554,8 @@ impl Speaker {
                 "petrel agent shutting down",
             );
         }
+        // The BFD thread ends its sessions with AdminDown.
+        self.bfd = None;
         // Give the drivers a moment to flush their NOTIFICATIONs.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }

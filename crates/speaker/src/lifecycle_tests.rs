@@ -38,6 +38,7 @@ fn node(with_peer: bool, originate: &[&str]) -> NodeConfig {
                 filters: vec![],
                 families: vec![Family::Ipv4Unicast],
                 route_reflector_client: false,
+                bfd: None,
             },
         );
     }

@@ -61,6 +61,8 @@ pub struct PeerEntry {
     /// Set while the peer restarts gracefully (RFC 4724 §4.2): its stale
     /// routes, kept until it is back and has sent End-of-RIB.
     pub graceful: Option<super::graceful::Helper>,
+    /// BFD state of the session, when the peer has a BFD profile.
+    pub bfd: crate::bfd::PeerBfd,
 }
 
 impl PeerEntry {
@@ -301,6 +303,7 @@ impl Speaker {
                 .values()
                 .map(|p| (p.config.address, p.config.password.clone())),
         );
+        self.sync_bfd();
         if reimport {
             info!("import policy changed: re-evaluating received routes");
             self.reimport_all();
@@ -372,6 +375,7 @@ impl Speaker {
                 adj_in_pre: HashMap::new(),
                 refresh_stale: Default::default(),
                 graceful: None,
+                bfd: Default::default(),
             },
         );
     }
@@ -523,6 +527,8 @@ impl Speaker {
                 let Some(e) = self.peers.get_mut(&origin) else {
                     return;
                 };
+                // Ended by BFD Down (RFC 5882 §4.3): the peer's C bit then.
+                let bfd_down = e.bfd.stopped.take();
                 let (reason, error) = match (reason, e.stop_reason.take()) {
                     (DownReason::Stopped, Some((text, sent))) => {
                         (DownReason::NotificationSent(sent), Some(text))
@@ -551,7 +557,9 @@ impl Speaker {
                     }
                     _ => None,
                 };
-                let helping = e.graceful.is_some() && !was_established;
+                // A BFD Down with the C bit while the peer restarts keeps its
+                // routes until the restart ends (RFC 5882 §4.3).
+                let helping = e.graceful.is_some() && (!was_established || bfd_down == Some(true));
                 e.last_error = error;
                 e.source = None;
                 e.negotiated = None;

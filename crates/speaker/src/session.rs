@@ -198,6 +198,10 @@ impl Driver {
                     self.exit = true;
                 }
             }
+            SessionCmd::Reset(notification) => {
+                self.stop(notification).await;
+                self.event(Event::Start).await;
+            }
             SessionCmd::Reconfigure(c) => {
                 if !self.fsm.update_config((*c).clone()) {
                     // The FSM refuses changes that need a reset while running:

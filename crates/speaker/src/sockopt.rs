@@ -1,11 +1,13 @@
 //! Socket options that neither the standard library nor socket2 provide:
 //! TCP MD5 signatures (RFC 2385) and the Generalized TTL Security Mechanism
-//! (GTSM, RFC 5082).
+//! (GTSM, RFC 5082); and the scheduling priority of the BFD thread, which
+//! neither nix nor the standard library can set.
 //!
 //! This is the only module of petrel with `unsafe` code. Each `unsafe` block is
 //! a single `setsockopt(2)` call on a file descriptor borrowed from a live
 //! socket, with a pointer to a properly initialised, correctly sized value that
-//! outlives the call.
+//! outlives the call, or a single `sched_setscheduler(2)` / `setpriority(2)`
+//! call on the calling thread.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -163,6 +165,25 @@ pub fn set_ttl<S: AsRawFd>(sock: &S, ipv6: bool, ttl: u8) -> io::Result<()> {
     } else {
         setsockopt(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_TTL, &ttl)
     }
+}
+
+/// Raise the calling thread's scheduling priority: `SCHED_FIFO` at
+/// `rt_priority` when allowed (CAP_SYS_NICE), else nice -10. Returns what was
+/// applied. On Linux both calls with id 0 apply to the calling thread only.
+pub fn raise_thread_priority(rt_priority: i32) -> io::Result<&'static str> {
+    let param = libc::sched_param {
+        sched_priority: rt_priority,
+    };
+    // SAFETY: id 0 is the calling thread; `param` is a valid, initialised
+    // sched_param that outlives the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+        return Ok("SCHED_FIFO");
+    }
+    // SAFETY: plain integer arguments; id 0 is the calling thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) } == 0 {
+        return Ok("nice -10");
+    }
+    Err(io::Error::last_os_error())
 }
 
 #[cfg(test)]

@@ -91,6 +91,9 @@ pub struct PeerStatus {
     /// Routes ignored because their family was not negotiated (RFC 4760),
     /// per family; families with none are left out.
     pub unnegotiated_routes: Vec<(Family, u64)>,
+    /// BFD state (`Up`, `Down`, `Init`, `AdminDown`) when the peer has a
+    /// BFD profile; `None` without BFD.
+    pub bfd: Option<String>,
 }
 
 impl Default for PeerStatus {
@@ -124,6 +127,7 @@ impl Default for PeerStatus {
             stale_routes: 0,
             graceful_restart_remaining: None,
             unnegotiated_routes: Vec::new(),
+            bfd: None,
         }
     }
 }
@@ -503,6 +507,13 @@ impl Speaker {
                         .map(|(f, n)| (*f, n.load(Ordering::Relaxed)))
                         .filter(|(_, n)| *n > 0)
                         .collect(),
+                    bfd: e.config.bfd.as_ref().map(|_| {
+                        e.bfd
+                            .state
+                            .unwrap_or(crate::bfd::BfdState::Down)
+                            .as_str()
+                            .to_string()
+                    }),
                 }
             })
             .collect()

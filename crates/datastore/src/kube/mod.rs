@@ -111,4 +111,6 @@ pub fn watch(
 }
 
 #[cfg(test)]
+mod bfd_tests;
+#[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ pub enum Kind {
     BgpConfiguration,
     BgpPeer,
     BgpFilter,
+    BfdProfile,
     IpPool,
     Node,
     Service,
@@ -28,10 +29,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind watched cluster-wide (Secrets are watched per name).
-    pub const CLUSTER_WIDE: [Kind; 7] = [
+    pub const CLUSTER_WIDE: [Kind; 8] = [
         Kind::BgpConfiguration,
         Kind::BgpPeer,
         Kind::BgpFilter,
+        Kind::BfdProfile,
         Kind::IpPool,
         Kind::Node,
         Kind::Service,
@@ -44,6 +46,7 @@ impl Kind {
             Kind::BgpConfiguration => ("petrel.dev/v1", "BGPConfiguration", "bgpconfigurations"),
             Kind::BgpPeer => ("petrel.dev/v1", "BGPPeer", "bgppeers"),
             Kind::BgpFilter => ("petrel.dev/v1", "BGPFilter", "bgpfilters"),
+            Kind::BfdProfile => ("petrel.dev/v1", "BFDProfile", "bfdprofiles"),
             Kind::IpPool => ("petrel.dev/v1", "IPPool", "ippools"),
             Kind::Node => ("v1", "Node", "nodes"),
             Kind::Service => ("v1", "Service", "services"),
@@ -176,7 +179,7 @@ pub fn normalize(kind: Kind, mut value: Value) -> Value {
         }
         if matches!(
             kind,
-            Kind::BgpConfiguration | Kind::BgpPeer | Kind::BgpFilter
+            Kind::BgpConfiguration | Kind::BgpPeer | Kind::BgpFilter | Kind::BfdProfile
         ) {
             // Configuration kinds are read for their spec.
             obj.remove("status");

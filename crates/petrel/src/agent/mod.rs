@@ -27,7 +27,8 @@
 //!     │                                                  │
 //!     ├──► petrel-api (gRPC server, domain → wire) ──────┼──► petrel-proto (wire types, client)
 //!     │        │
-//!     ├──► petrel-speaker (sessions, RIB owner, FIB feed)
+//!     ├──► petrel-speaker (sessions, RIB owner, FIB feed, BFD driver)
+//!     │        │        ├──► petrel-bfd (BFD protocol: pure)
 //!     │        │        └──────────────────┐
 //!     ├──► petrel-datastore (file, Kubernetes, resolve → NodeConfig)
 //!     │        │        └──► petrel-ipam (allocator, claims, stores)

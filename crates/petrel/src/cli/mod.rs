@@ -1,10 +1,11 @@
 //! The command-line client: `petrel peers`, `routes`, `dataplane`,
-//! `status`, `services`, `ipam` ([`ipam`]), `explain` ([`explain`]) and
+//! `status`, `services`, `bfd` ([`bfd`]), `ipam` ([`ipam`]), `explain` ([`explain`]) and
 //! `log-level` are thin clients of the management API that print a table,
 //! JSON or YAML; `petrel convert-calico` translates Calico manifests
 //! ([`convert`]). Related RFCs: RFC 4271 §8 (the session states shown),
 //! §3.2 (Adj-RIB-In, Loc-RIB, Adj-RIB-Out).
 
+pub mod bfd;
 pub mod convert;
 pub mod events;
 pub mod explain;
@@ -151,6 +152,7 @@ pub fn peers_table(peers: &[pb::Peer], wide: bool) -> String {
             "MSGS IN/OUT",
             "ESTABLISHED",
             "LAST NOTIFICATION",
+            "BFD",
         ]);
     }
     let mut t = table(&header);
@@ -191,6 +193,11 @@ pub fn peers_table(peers: &[pb::Peer], wide: bool) -> String {
                 format!("{}/{}", p.messages_received, p.messages_sent),
                 p.established_transitions.to_string(),
                 p.last_notification.clone(),
+                if p.bfd_state.is_empty() {
+                    "-".to_string()
+                } else {
+                    p.bfd_state.clone()
+                },
             ]);
         }
         t.add_row(row);

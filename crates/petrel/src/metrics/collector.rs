@@ -68,6 +68,7 @@ impl Collector for Snapshot {
             ConstGauge::new(*n).encode(m.encode_family(&[("kind", kind.as_str())])?)?;
         }
         self.encode_peers(&mut enc)?;
+        super::bfd::encode(&mut enc, &self.bfd)?;
         self.encode_dataplane(&mut enc)?;
         self.encode_ipam(&mut enc)?;
         self.encode_services(&mut enc)

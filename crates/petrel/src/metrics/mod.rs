@@ -17,12 +17,14 @@
 //! Nothing is accumulated here: every request takes a [`Snapshot`] from the
 //! task handles ([`Sources`]) and renders it.
 
+mod bfd;
 mod collector;
 mod extra;
 pub mod server;
 #[cfg(test)]
 mod tests;
 
+pub use bfd::BfdSeries;
 pub use collector::{CONTENT_TYPE, SESSION_STATES, render};
 pub use extra::{IpamState, MoreSources, ServicesCounts};
 
@@ -133,6 +135,8 @@ pub struct Snapshot {
     /// BGP connections refused because no peer is configured for their
     /// source address.
     pub rejected_connections: u64,
+    /// The BFD sessions (empty without BFD, or when the speaker did not answer).
+    pub bfd: Vec<BfdSeries>,
 }
 
 impl Snapshot {
@@ -161,7 +165,16 @@ impl Snapshot {
                 )),
             }
         };
-        let (peers, dataplane) = tokio::join!(peers, dataplane);
+        let bfd = async {
+            if !sources.speaker.is_running() {
+                return Vec::new();
+            }
+            tokio::time::timeout(QUERY_TIMEOUT, sources.speaker.bfd())
+                .await
+                .map(|s| BfdSeries::of(&s))
+                .unwrap_or_default()
+        };
+        let (peers, dataplane, bfd) = tokio::join!(peers, dataplane, bfd);
         Snapshot {
             peers,
             dataplane,
@@ -177,6 +190,7 @@ impl Snapshot {
             ipam: IpamState::Disabled,
             services: None,
             rejected_connections: sources.speaker.rejected_connections(),
+            bfd,
         }
     }
 

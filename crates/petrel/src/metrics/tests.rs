@@ -77,6 +77,7 @@ fn snapshot() -> Snapshot {
         ipam: IpamState::Disabled,
         services: None,
         rejected_connections: 7,
+        bfd: vec![],
     }
 }
 
@@ -233,6 +234,7 @@ fn stopped_tasks_are_reported_as_down_without_stale_values() {
         ipam: IpamState::Disabled,
         services: None,
         rejected_connections: 0,
+        bfd: vec![],
     };
     let text = render(&snap);
     assert!(has(&text, "petrel_bgp_speaker_up 0"), "{text}");
@@ -276,6 +278,7 @@ fn health_names_every_stopped_task() {
         ipam: IpamState::Disabled,
         services: None,
         rejected_connections: 0,
+        bfd: vec![],
     };
     assert_eq!(
         snap.health(),
@@ -487,6 +490,7 @@ fn services_series_count_prefixes_and_reasons() {
     let text = render(&Snapshot {
         services: Some(ServicesCounts::of(&view)),
         rejected_connections: 0,
+        bfd: vec![],
         ..snapshot()
     });
     for line in [
