@@ -267,7 +267,19 @@ async fn confirm(
 /// pending affinities and blocks, half-released blocks, affinities without a
 /// block, and blocks of this node without an affinity.
 pub async fn recover(store: &dyn IpamStore, ipam: &mut NodeIpam) -> Result<(), IpamError> {
-    refresh(store, ipam).await?;
+    recover_with(store, ipam, true).await
+}
+
+/// [`recover`], re-reading the store first only if `reread` (the owner task
+/// skips it when the store's change events keep its view current).
+pub async fn recover_with(
+    store: &dyn IpamStore,
+    ipam: &mut NodeIpam,
+    reread: bool,
+) -> Result<(), IpamError> {
+    if reread {
+        refresh(store, ipam).await?;
+    }
     let node = ipam.node().to_string();
     let affinities: Vec<StoredAffinity> = ipam.affinities().cloned().collect();
     for a in affinities {

@@ -33,6 +33,11 @@ pub struct IpamOptions {
     /// A failed block claim is retried after `resync_interval`, doubling
     /// with each failure in a row (with jitter) up to this.
     pub max_claim_backoff: Duration,
+    /// With a store that reports block changes as they happen
+    /// ([`IpamStore::watch_blocks`]), the whole store is re-read only this
+    /// often (the resyncs in between use the view the events keep current):
+    /// 200 agents each listing the store twice a second starved its writers.
+    pub full_resync_interval: Duration,
 }
 
 impl Default for IpamOptions {
@@ -42,6 +47,7 @@ impl Default for IpamOptions {
             empty_block_grace: Duration::from_secs(60),
             start_delay: Duration::ZERO,
             max_claim_backoff: Duration::from_secs(30),
+            full_resync_interval: Duration::from_secs(10),
         }
     }
 }
@@ -233,6 +239,8 @@ pub fn spawn(
         last_error_from_resync: false,
         recovered: false,
         claim_retry: Backoff::default(),
+        watched: false,
+        last_full_read: None,
     };
     let join = tokio::spawn(task.run(rx, config_rx).instrument(span));
     (
@@ -256,6 +264,10 @@ struct Task {
     recovered: bool,
     /// Failed claims in a row and when the next one may run.
     claim_retry: Backoff,
+    /// The store's block change events are being followed.
+    watched: bool,
+    /// When the whole store was last re-read by a resync.
+    last_full_read: Option<Instant>,
 }
 
 /// Retries of a failed block claim: `base` doubled per failure in a row,
@@ -309,8 +321,10 @@ impl Task {
             tokio::time::sleep(self.options.start_delay).await;
             self.apply_config(&config_rx.borrow_and_update().clone());
         }
-        self.resync().await;
+        // Follow the changes from before the first read, so none is missed.
         let mut events = self.store.watch_blocks();
+        self.watched = events.is_some();
+        self.resync().await;
         let mut tick = tokio::time::interval(self.options.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut config_open = true;
@@ -331,7 +345,10 @@ impl Task {
                 _ = tick.tick() => self.resync().await,
                 name = next_event(&mut events) => match name {
                     Some(name) => self.on_block_events(name, &mut events).await,
-                    None => events = None,
+                    None => {
+                        events = None;
+                        self.watched = false;
+                    }
                 },
             }
         }
@@ -353,6 +370,7 @@ impl Task {
             }
         }
         if names.contains(crate::file_watch::OVERFLOW) {
+            self.last_full_read = None;
             self.resync().await;
             return;
         }
@@ -428,7 +446,15 @@ impl Task {
         // failed half-way (the store's lock timed out) leaves this node's
         // pending affinity or block, which must be completed before another
         // block is claimed (it would be one block too many).
-        claim::recover(store.as_ref(), &mut self.ipam).await?;
+        let now = Instant::now();
+        let reread = !self.watched
+            || self.last_full_read.is_none_or(|t| {
+                now.saturating_duration_since(t) >= self.options.full_resync_interval
+            });
+        claim::recover_with(store.as_ref(), &mut self.ipam, reread).await?;
+        if reread {
+            self.last_full_read = Some(now);
+        }
         self.recovered = true;
         // A failed claim (an exhausted family) must not stop the release of
         // empty blocks nor the claims of the other family. Every failure is
