@@ -39,6 +39,8 @@ pub struct Lab {
     kube: Option<KubeAccess>,
     /// Forwarders from the nodes' loopback to the API server.
     proxy: Option<ApiProxy>,
+    /// When the daemons were started (after namespaces, links and addresses).
+    daemons_started: Option<Instant>,
 }
 
 impl Lab {
@@ -76,6 +78,7 @@ impl Lab {
             logs_dumped: AtomicBool::new(false),
             kube,
             proxy: None,
+            daemons_started: None,
         };
         lab.build()
             .with_context(|| format!("deploying topology {}", topology.display()))?;
@@ -138,6 +141,7 @@ impl Lab {
             }
         }
         self.start_api_proxy()?;
+        self.daemons_started = Some(Instant::now());
         for name in specs.keys() {
             self.spawn(name)?;
         }
@@ -238,6 +242,12 @@ impl Lab {
     }
 
     /// Topology name (`name:` in the file).
+    /// When deploying started the daemons (namespaces, links and addresses
+    /// were ready): the start of a cold-start measurement.
+    pub fn daemons_started_at(&self) -> Option<Instant> {
+        self.daemons_started
+    }
+
     pub fn name(&self) -> &str {
         &self.topo.name
     }

@@ -32,6 +32,7 @@ pub mod k8s;
 pub mod kernel;
 pub mod lab;
 pub mod parse;
+pub mod scale;
 pub mod status;
 pub mod topology;
 

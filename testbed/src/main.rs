@@ -49,6 +49,9 @@ enum Cmd {
     Cleanup,
     /// Whole-daemon benchmark: petrel, BIRD, FRR and GoBGP passing N routes from a generator to a sink.
     BenchDaemons(petrel_testbed::bench_daemons::BenchArgs),
+    /// Cluster-scale run: N agents in two racks behind FRR ToRs with two
+    /// route reflectors; cold start, block propagation, withdrawal, idle cost.
+    Scale(petrel_testbed::scale::ScaleArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +61,7 @@ fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Cmd::BenchDaemons(args) => petrel_testbed::bench_daemons::run(&args),
+        Cmd::Scale(args) => petrel_testbed::scale::run(&args),
         Cmd::Cleanup => {
             for removed in cleanup_stale()? {
                 println!("removed {removed}");

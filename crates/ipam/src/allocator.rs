@@ -115,6 +115,9 @@ pub struct NodeIpam {
     blocks: BTreeMap<String, StoredBlock>,
     affinities: BTreeMap<String, StoredAffinity>,
     empty_since: HashMap<String, Instant>,
+    /// The store's revision at the last full re-read
+    /// ([`crate::store::IpamStore::revision`]).
+    pub store_revision: Option<String>,
 }
 
 impl NodeIpam {
@@ -125,6 +128,7 @@ impl NodeIpam {
             blocks: BTreeMap::new(),
             affinities: BTreeMap::new(),
             empty_since: HashMap::new(),
+            store_revision: None,
         }
     }
 

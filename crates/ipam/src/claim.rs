@@ -34,8 +34,13 @@ fn store_err(ipam: &NodeIpam, source: StoreError) -> IpamError {
     }
 }
 
-/// Re-reads every block and this node's affinities.
+/// Re-reads every block and this node's affinities, unless the store's
+/// revision says nothing changed since the last re-read.
 pub async fn refresh(store: &dyn IpamStore, ipam: &mut NodeIpam) -> Result<(), IpamError> {
+    let revision = store.revision().await.map_err(|e| store_err(ipam, e))?;
+    if revision.is_some() && revision == ipam.store_revision {
+        return Ok(());
+    }
     let blocks = store.list_blocks().await.map_err(|e| store_err(ipam, e))?;
     let affinities = store
         .list_affinities()
@@ -43,6 +48,7 @@ pub async fn refresh(store: &dyn IpamStore, ipam: &mut NodeIpam) -> Result<(), I
         .map_err(|e| store_err(ipam, e))?;
     ipam.replace_blocks(blocks);
     ipam.replace_affinities(affinities);
+    ipam.store_revision = revision;
     Ok(())
 }
 
@@ -76,6 +82,7 @@ pub async fn claim_block(
     ipam: &mut NodeIpam,
     family: Family,
 ) -> Result<StoredBlock, IpamError> {
+    info!(node = %ipam.node(), %family, "claiming a block");
     for _ in 0..MAX_ATTEMPTS {
         let target = ipam.plan_claim(family)?;
         let span = tracing::info_span!("claim", node = %ipam.node(), block = %target.cidr);
@@ -260,7 +267,19 @@ async fn confirm(
 /// pending affinities and blocks, half-released blocks, affinities without a
 /// block, and blocks of this node without an affinity.
 pub async fn recover(store: &dyn IpamStore, ipam: &mut NodeIpam) -> Result<(), IpamError> {
-    refresh(store, ipam).await?;
+    recover_with(store, ipam, true).await
+}
+
+/// [`recover`], re-reading the store first only if `reread` (the owner task
+/// skips it when the store's change events keep its view current).
+pub async fn recover_with(
+    store: &dyn IpamStore,
+    ipam: &mut NodeIpam,
+    reread: bool,
+) -> Result<(), IpamError> {
+    if reread {
+        refresh(store, ipam).await?;
+    }
     let node = ipam.node().to_string();
     let affinities: Vec<StoredAffinity> = ipam.affinities().cloned().collect();
     for a in affinities {

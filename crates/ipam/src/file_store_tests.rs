@@ -290,3 +290,111 @@ async fn killed_claimers_recover_without_double_ownership() {
     assert_eq!(exhausted, 1);
     assert_unique_owners(dir.path(), N).await;
 }
+
+/// Holds `<dir>/.lock` exclusively, like an agent stuck while writing.
+fn hold_lock(dir: &Path) -> Flock<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(LOCK_FILE))
+        .unwrap();
+    Flock::lock(f, FlockArg::LockExclusive).unwrap()
+}
+
+/// A store operation never waits for the lock without bound: past the lock
+/// timeout it fails with an error naming the lock (the caller logs it and
+/// retries), and it works again once the lock is free. Before, `flock(2)`
+/// blocked forever and the agent said nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_is_an_error_after_the_timeout_not_a_silent_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path())
+        .unwrap()
+        .with_lock_timeout(Duration::from_millis(300));
+    let spec = BlockAffinitySpec {
+        node: "n".into(),
+        cidr: "10.0.0.0/26".parse().unwrap(),
+        state: AffinityState::Pending,
+    };
+    let held = hold_lock(dir.path());
+    let bounded = Duration::from_secs(10);
+    let err = tokio::time::timeout(bounded, store.create_affinity("a", &spec))
+        .await
+        .expect("a create must not wait for the lock without bound")
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, StoreError::Backend { .. })
+            && msg.contains(".lock")
+            && msg.contains("not acquired"),
+        "{msg}"
+    );
+    let err = tokio::time::timeout(bounded, store.list_blocks())
+        .await
+        .expect("a listing must not wait for the lock without bound")
+        .unwrap_err();
+    assert!(err.to_string().contains("not acquired"), "{err}");
+    drop(held);
+    store.create_affinity("a", &spec).await.unwrap();
+    assert_eq!(store.list_affinities().await.unwrap().len(), 1);
+}
+
+/// Listings reuse parsed files but see every change, made through this store
+/// or another one on the directory (another agent); the revision token
+/// changes with every write and only then.
+#[tokio::test]
+async fn listings_see_every_change_and_the_revision_follows_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FileStore::open(dir.path()).unwrap();
+    let b = FileStore::open(dir.path()).unwrap();
+    let spec = |cidr: &str, state| IpamBlockSpec {
+        cidr: cidr.parse().unwrap(),
+        affinity: affinity_for("n1"),
+        state,
+        allocations: Default::default(),
+        reserved: Vec::new(),
+    };
+    let r0 = a.revision().await.unwrap().unwrap();
+    assert_eq!(a.revision().await.unwrap().unwrap(), r0);
+    let x = a
+        .create_block("x", &spec("10.1.0.0/26", BlockState::Pending))
+        .await
+        .unwrap();
+    let r1 = a.revision().await.unwrap().unwrap();
+    assert_ne!(r1, r0);
+    assert_eq!(b.revision().await.unwrap().unwrap(), r1);
+    assert_eq!(a.list_blocks().await.unwrap(), vec![x.clone()]);
+    assert_eq!(
+        a.revision().await.unwrap().unwrap(),
+        r1,
+        "a listing is no write"
+    );
+    // Another agent updates x and creates y: both seen by a.
+    let x2 = b
+        .update_block("x", &spec("10.1.0.0/26", BlockState::Confirmed), &x.version)
+        .await
+        .unwrap();
+    let y = b
+        .create_block("y", &spec("10.1.0.64/26", BlockState::Pending))
+        .await
+        .unwrap();
+    assert_ne!(a.revision().await.unwrap().unwrap(), r1);
+    assert_eq!(a.list_blocks().await.unwrap(), vec![x2.clone(), y.clone()]);
+    b.delete_block("x", &x2.version).await.unwrap();
+    assert_eq!(a.list_blocks().await.unwrap(), vec![y.clone()]);
+    // A file replaced by hand (same name, new content) is parsed again.
+    let by_hand = fs::read_to_string(dir.path().join("ipamblocks/y.yaml"))
+        .unwrap()
+        .replace("state: pending", "state: confirmed");
+    fs::write(dir.path().join("ipamblocks/.y.yaml.tmp"), by_hand).unwrap();
+    fs::rename(
+        dir.path().join("ipamblocks/.y.yaml.tmp"),
+        dir.path().join("ipamblocks/y.yaml"),
+    )
+    .unwrap();
+    let listed = a.list_blocks().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].spec.state, BlockState::Confirmed);
+}

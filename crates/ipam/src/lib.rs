@@ -34,6 +34,7 @@ pub mod backend;
 pub mod block;
 pub mod claim;
 pub mod file_store;
+pub mod file_watch;
 pub mod store;
 mod task;
 

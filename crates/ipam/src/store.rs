@@ -130,6 +130,21 @@ impl StoreError {
 /// See the module documentation for the exact semantics.
 #[async_trait]
 pub trait IpamStore: Send + Sync + fmt::Debug {
+    /// A token that changes whenever any block or affinity changes, when the
+    /// store can tell cheaply; `None` when it cannot (callers then list).
+    /// Read before a listing, an unchanged token means the listing would be
+    /// the same as the previous one.
+    async fn revision(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
+    /// The names of blocks as they are written or deleted (by any node), if
+    /// the store can tell; [`crate::file_watch::OVERFLOW`] when some were
+    /// missed. `None`: the owner task learns of changes at its resyncs only.
+    fn watch_blocks(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        None
+    }
+
     /// Every block.
     async fn list_blocks(&self) -> Result<Vec<StoredBlock>, StoreError>;
     /// The block `name`, or `None`.

@@ -30,6 +30,14 @@ pub struct IpamOptions {
     pub empty_block_grace: Duration,
     /// A delay before the store is first read (tests: a slow IPAM view).
     pub start_delay: Duration,
+    /// A failed block claim is retried after `resync_interval`, doubling
+    /// with each failure in a row (with jitter) up to this.
+    pub max_claim_backoff: Duration,
+    /// With a store that reports block changes as they happen
+    /// ([`IpamStore::watch_blocks`]), the whole store is re-read only this
+    /// often (the resyncs in between use the view the events keep current):
+    /// 200 agents each listing the store twice a second starved its writers.
+    pub full_resync_interval: Duration,
 }
 
 impl Default for IpamOptions {
@@ -38,6 +46,8 @@ impl Default for IpamOptions {
             resync_interval: Duration::from_millis(500),
             empty_block_grace: Duration::from_secs(60),
             start_delay: Duration::ZERO,
+            max_claim_backoff: Duration::from_secs(30),
+            full_resync_interval: Duration::from_secs(10),
         }
     }
 }
@@ -228,6 +238,9 @@ pub fn spawn(
         last_error: None,
         last_error_from_resync: false,
         recovered: false,
+        claim_retry: Backoff::default(),
+        watched: false,
+        last_full_read: None,
     };
     let join = tokio::spawn(task.run(rx, config_rx).instrument(span));
     (
@@ -249,6 +262,51 @@ struct Task {
     /// from a request (cleared by a good request of the same kind).
     last_error_from_resync: bool,
     recovered: bool,
+    /// Failed claims in a row and when the next one may run.
+    claim_retry: Backoff,
+    /// The store's block change events are being followed.
+    watched: bool,
+    /// When the whole store was last re-read by a resync.
+    last_full_read: Option<Instant>,
+}
+
+/// Retries of a failed block claim: `base` doubled per failure in a row,
+/// plus up to a quarter of jitter, at most `max`.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    next: Option<Instant>,
+}
+
+impl Backoff {
+    fn due(&self, now: Instant) -> bool {
+        self.next.is_none_or(|t| now >= t)
+    }
+
+    /// Records a failure; returns the delay before the next try.
+    fn failed(&mut self, now: Instant, base: Duration, max: Duration) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let exp = base.saturating_mul(1u32 << self.failures.saturating_sub(1).min(16));
+        let capped = exp.min(max);
+        let jitter = capped.mul_f64(rand::random_range(0.0..0.25));
+        let delay = (capped + jitter).min(max.max(base));
+        self.next = Some(now + delay);
+        delay
+    }
+
+    /// Records a success; returns how many failures preceded it.
+    fn succeeded(&mut self) -> u32 {
+        self.next = None;
+        std::mem::take(&mut self.failures)
+    }
+}
+
+/// The next block change event, or never when the store has none.
+async fn next_event(events: &mut Option<mpsc::UnboundedReceiver<String>>) -> Option<String> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Task {
@@ -263,6 +321,9 @@ impl Task {
             tokio::time::sleep(self.options.start_delay).await;
             self.apply_config(&config_rx.borrow_and_update().clone());
         }
+        // Follow the changes from before the first read, so none is missed.
+        let mut events = self.store.watch_blocks();
+        self.watched = events.is_some();
         self.resync().await;
         let mut tick = tokio::time::interval(self.options.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -282,9 +343,44 @@ impl Task {
                     Err(_) => config_open = false,
                 },
                 _ = tick.tick() => self.resync().await,
+                name = next_event(&mut events) => match name {
+                    Some(name) => self.on_block_events(name, &mut events).await,
+                    None => {
+                        events = None;
+                        self.watched = false;
+                    }
+                },
             }
         }
         info!(node = %self.ipam.node(), "IPAM task stopped");
+    }
+
+    /// Re-reads the blocks named by the store's change events (this one and
+    /// every one already queued), so that other nodes' new blocks are in the
+    /// view at once.
+    async fn on_block_events(
+        &mut self,
+        first: String,
+        events: &mut Option<mpsc::UnboundedReceiver<String>>,
+    ) {
+        let mut names = std::collections::BTreeSet::from([first]);
+        if let Some(rx) = events.as_mut() {
+            while let Ok(n) = rx.try_recv() {
+                names.insert(n);
+            }
+        }
+        if names.contains(crate::file_watch::OVERFLOW) {
+            self.last_full_read = None;
+            self.resync().await;
+            return;
+        }
+        let store = self.store.clone();
+        for name in names {
+            if let Err(e) = claim::refresh_block(store.as_ref(), &mut self.ipam, &name).await {
+                debug!(node = %self.ipam.node(), block = %name, error = %e, "IPAM: re-reading a changed block failed; the next resync retries");
+            }
+        }
+        self.publish();
     }
 
     fn apply_config(&mut self, cfg: &IpamConfig) {
@@ -325,31 +421,72 @@ impl Task {
     /// Re-reads the store, finishes recovery, claims missing blocks, releases
     /// blocks that stayed empty, and publishes the view.
     async fn resync(&mut self) {
-        let r = self.resync_inner().await;
-        if r.is_ok() && self.last_error_from_resync {
-            // The store is back, or the claim that failed has succeeded.
-            self.last_error = None;
+        match self.resync_inner().await {
+            Ok(false) => {
+                if self.last_error_from_resync {
+                    // The store is back, or the claim that failed has succeeded.
+                    self.last_error = None;
+                }
+                self.last_error_from_resync = false;
+            }
+            // A claim failed (logged and recorded) or waits for its retry.
+            Ok(true) => {}
+            Err(e) => {
+                self.last_error_from_resync = true;
+                self.note(Err(e));
+            }
         }
-        self.last_error_from_resync = r.is_err();
-        self.note(r);
         self.publish();
     }
 
-    async fn resync_inner(&mut self) -> Result<(), IpamError> {
+    /// Returns whether a block claim failed or waits for its retry.
+    async fn resync_inner(&mut self) -> Result<bool, IpamError> {
         let store = self.store.clone();
-        if !self.recovered {
-            claim::recover(store.as_ref(), &mut self.ipam).await?;
-            self.recovered = true;
-        } else {
-            claim::refresh(store.as_ref(), &mut self.ipam).await?;
+        // Recovery runs on every resync, not only the first: a claim that
+        // failed half-way (the store's lock timed out) leaves this node's
+        // pending affinity or block, which must be completed before another
+        // block is claimed (it would be one block too many).
+        let now = Instant::now();
+        let reread = !self.watched
+            || self.last_full_read.is_none_or(|t| {
+                now.saturating_duration_since(t) >= self.options.full_resync_interval
+            });
+        claim::recover_with(store.as_ref(), &mut self.ipam, reread).await?;
+        if reread {
+            self.last_full_read = Some(now);
         }
+        self.recovered = true;
         // A failed claim (an exhausted family) must not stop the release of
-        // empty blocks nor the claims of the other family.
-        let mut result = Ok(());
-        for family in self.ipam.families_without_block() {
-            match claim::claim_block(store.as_ref(), &mut self.ipam, family).await {
-                Ok(_) => self.last_error = None,
-                Err(e) => result = Err(e),
+        // empty blocks nor the claims of the other family. Every failure is
+        // logged and retried with backoff.
+        let missing = self.ipam.families_without_block();
+        let claim_pending = !missing.is_empty();
+        if !missing.is_empty() && self.claim_retry.due(Instant::now()) {
+            let mut failed = None;
+            for family in missing {
+                match claim::claim_block(store.as_ref(), &mut self.ipam, family).await {
+                    Ok(_) => self.last_error = None,
+                    Err(e) => failed = Some((family, e)),
+                }
+            }
+            match failed {
+                None => {
+                    let failures = self.claim_retry.succeeded();
+                    if failures > 0 {
+                        info!(node = %self.ipam.node(), failures, "IPAM: block claimed after failed attempts");
+                    }
+                }
+                Some((family, e)) => {
+                    let delay = self.claim_retry.failed(
+                        Instant::now(),
+                        self.options.resync_interval,
+                        self.options.max_claim_backoff,
+                    );
+                    warn!(node = %self.ipam.node(), %family, attempt = self.claim_retry.failures,
+                        retry_in = ?delay, error = %e, "IPAM: claiming a block failed; will retry");
+                    self.last_error = Some(e.to_string());
+                    self.last_error_from_resync = true;
+                }
             }
         }
         let now = Instant::now();
@@ -357,7 +494,7 @@ impl Task {
         for b in self.ipam.releasable(now, self.options.empty_block_grace) {
             claim::release_block(store.as_ref(), &mut self.ipam, &b).await?;
         }
-        result
+        Ok(claim_pending && !self.ipam.families_without_block().is_empty())
     }
 
     async fn handle(&mut self, req: Request) {
