@@ -68,6 +68,7 @@ fn node(bfd: bool) -> NodeConfig {
         max_paths: 16,
         problems: Vec::new(),
         pass_unknown_attributes: false,
+        graceful_shutdown: None,
     }
 }
 

@@ -8,10 +8,10 @@
 //! from the listeners, and queries from the management API. Nothing else
 //! mutates its state.
 
-mod drain;
 pub mod bfd;
 #[cfg(test)]
 mod bfd_tests;
+mod drain;
 mod export;
 mod families;
 mod graceful;
@@ -406,7 +406,6 @@ impl Speaker {
             rejected,
             drain: speaker.drain.subscribe(),
         };
-        let mut speaker = Speaker::new(tx, fib, events, &options, rejected);
         let mut bfd_rx = speaker.bfd_rx.take();
         let task = tokio::spawn(async move {
             let initial = config.borrow_and_update().clone();

@@ -59,6 +59,7 @@ fn node() -> NodeConfig {
         max_paths: 16,
         problems: vec![],
         pass_unknown_attributes: false,
+        graceful_shutdown: None,
     }
 }
 
