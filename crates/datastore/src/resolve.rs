@@ -277,6 +277,16 @@ fn parse_selector(s: &str, peer: &str, field: &str) -> Result<Selector, String> 
 }
 
 impl<'a> Resolver<'a> {
+    /// A node-to-node mesh session of the last resolved configuration (they
+    /// share the mesh's password and BFD profile), if the mesh ran.
+    fn last_mesh_peer(&self) -> Option<&'a PeerConfig> {
+        self.previous.and_then(|p| {
+            p.peers
+                .values()
+                .find(|c| matches!(c.origin, PeerOrigin::Mesh(_) | PeerOrigin::Mesh6(_)))
+        })
+    }
+
     fn problem(&mut self, kind: &str, name: &str, reason: String) {
         self.problems.insert(ConfigProblem {
             kind: kind.to_string(),
@@ -652,11 +662,7 @@ impl<'a> Resolver<'a> {
                 Err(r) => {
                     // Keep the mesh's last password; with none (the mesh never
                     // ran), leave the mesh out until the Secret resolves.
-                    let last = self.previous.and_then(|p| {
-                        p.peers.values().find(|c| {
-                            matches!(c.origin, PeerOrigin::Mesh(_) | PeerOrigin::Mesh6(_))
-                        })
-                    });
+                    let last = self.last_mesh_peer();
                     let Some(last) = last else {
                         self.problem(
                             "BGPConfiguration",
@@ -685,11 +691,7 @@ impl<'a> Resolver<'a> {
             Some(profile) => match self.bfd_profile(profile) {
                 Some(settings) => Some(settings),
                 None => {
-                    let last = self.previous.and_then(|p| {
-                        p.peers.values().find(|c| {
-                            matches!(c.origin, PeerOrigin::Mesh(_) | PeerOrigin::Mesh6(_))
-                        })
-                    });
+                    let last = self.last_mesh_peer();
                     let Some(last) = last else {
                         self.problem(
                             "BGPConfiguration",
