@@ -8,7 +8,7 @@ use petrel_bgp::wire::{
     AsSegment, AsSegmentKind, Capabilities, GracefulRestartCap, Notification, Open, Update,
     notification as n,
 };
-use petrel_datastore::resolved::{BfdSettings, BindMode, NextHopMode, PeerConfig};
+use petrel_datastore::resolved::{BfdSettings, PeerConfig};
 use std::time::{Duration, Instant};
 
 const ROUTE: &str = "198.51.100.0/24";
@@ -22,24 +22,7 @@ fn node(bfd: bool) -> NodeConfig {
     peers.insert(
         origin(),
         PeerConfig {
-            origin: origin(),
-            address: "192.0.2.1".parse().unwrap(),
-            port: 179,
-            peer_as: 65000,
-            local_as: 64512,
-            password: None,
-            ttl_security: None,
-            source_address: None,
-            hold_time: Duration::from_secs(90),
-            keepalive_time: None,
-            max_restart_time: Duration::from_secs(120),
             passive: true,
-            next_hop_mode: NextHopMode::Auto,
-            num_allowed_local_as: 0,
-            max_prefixes: None,
-            filters: vec![],
-            families: vec![Family::Ipv4Unicast],
-            route_reflector_client: false,
             bfd: bfd.then(|| BfdSettings {
                 profile: "fast".into(),
                 receive_interval: Duration::from_millis(300),
@@ -48,27 +31,12 @@ fn node(bfd: bool) -> NodeConfig {
                 passive: false,
                 minimum_ttl: 254,
             }),
+            ..crate::fixtures::peer("192.0.2.1")
         },
     );
     NodeConfig {
-        node_name: "n1".into(),
-        local_as: 64512,
-        router_id: "10.0.0.1".parse().unwrap(),
-        ipv4_address: None,
-        ipv6_address: None,
-        route_reflector_cluster_id: None,
-        listen_port: 179,
-        bind_mode: BindMode::NodeIp,
-        originate: BTreeMap::new(),
         peers,
-        filters: BTreeMap::new(),
-        prefix_communities: vec![],
-        pod_cidrs: vec![],
-        cluster: Default::default(),
-        max_paths: 16,
-        problems: Vec::new(),
-        pass_unknown_attributes: false,
-        graceful_shutdown: None,
+        ..crate::fixtures::node()
     }
 }
 

@@ -5,34 +5,22 @@ use super::*;
 use petrel_bgp::rib::{PathSource, Rib};
 use petrel_bgp::wire::{Origin, PathAttributes};
 use petrel_datastore::resolved::{BindMode, NodeConfig};
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 const LOCAL_AS: u32 = 64512;
 
 fn node(cluster: Option<&str>) -> NodeConfig {
     NodeConfig {
-        node_name: "n1".into(),
         local_as: LOCAL_AS,
-        router_id: "10.0.0.1".parse().unwrap(),
         ipv4_address: Some("10.0.0.1/24".parse().unwrap()),
         ipv6_address: Some("fd00::1/64".parse().unwrap()),
         route_reflector_cluster_id: cluster.map(|c| c.parse().unwrap()),
-        listen_port: 179,
         bind_mode: BindMode::None,
-        originate: BTreeMap::new(),
-        peers: BTreeMap::new(),
-        filters: BTreeMap::new(),
         prefix_communities: vec![(
             "10.96.0.0/12".parse().unwrap(),
             vec![Community::Standard(0xfc00_0064)],
         )],
-        pod_cidrs: vec![],
-        cluster: Default::default(),
-        max_paths: 16,
-        problems: Vec::new(),
-        pass_unknown_attributes: false,
-        graceful_shutdown: None,
+        ..crate::fixtures::node()
     }
 }
 
@@ -377,7 +365,6 @@ fn unknown_attributes_are_not_re_advertised() {
     // Partial bit included.
     let rr = NodeConfig {
         pass_unknown_attributes: true,
-        graceful_shutdown: None,
         ..node(None)
     };
     let a = export(

@@ -318,48 +318,16 @@ mod tests {
 
     fn test_node() -> NodeConfig {
         NodeConfig {
-            node_name: "n1".into(),
-            local_as: 64512,
-            router_id: "10.0.0.1".parse().unwrap(),
             ipv4_address: Some("10.0.0.1/24".parse().unwrap()),
-            ipv6_address: None,
-            route_reflector_cluster_id: None,
-            listen_port: 179,
             bind_mode: petrel_datastore::resolved::BindMode::None,
-            originate: Default::default(),
-            peers: Default::default(),
-            filters: Default::default(),
-            prefix_communities: vec![],
-            pod_cidrs: vec![],
-            cluster: Default::default(),
-            max_paths: 16,
-            problems: Vec::new(),
-            pass_unknown_attributes: false,
-            graceful_shutdown: None,
+            ..crate::fixtures::node()
         }
     }
 
     fn test_peer() -> PeerConfig {
         PeerConfig {
-            origin: PeerOrigin::BgpPeer("tor".into()),
-            address: "10.0.0.2".parse().unwrap(),
-            port: 179,
             peer_as: 65001,
-            local_as: 64512,
-            password: None,
-            ttl_security: None,
-            source_address: None,
-            hold_time: std::time::Duration::from_secs(90),
-            keepalive_time: None,
-            max_restart_time: std::time::Duration::from_secs(120),
-            passive: false,
-            next_hop_mode: Default::default(),
-            num_allowed_local_as: 0,
-            max_prefixes: None,
-            filters: vec![],
-            families: vec![Family::Ipv4Unicast],
-            route_reflector_client: false,
-            bfd: None,
+            ..crate::fixtures::peer("10.0.0.2")
         }
     }
 

@@ -14,6 +14,8 @@ mod bfd_tests;
 mod drain;
 mod export;
 mod families;
+#[cfg(test)]
+mod fixtures;
 mod graceful;
 mod import;
 mod lifecycle;

@@ -4,7 +4,7 @@
 use super::*;
 use petrel_bgp::fsm::{ConnId, Negotiated};
 use petrel_bgp::wire::{Capabilities, GracefulRestartCap, Open};
-use petrel_datastore::resolved::{BindMode, NextHopMode, PeerConfig};
+use petrel_datastore::resolved::PeerConfig;
 use std::time::{Duration, Instant};
 
 const BLOCK: &str = "10.244.3.0/26";
@@ -19,52 +19,20 @@ fn node(with_peer: bool, originate: &[&str]) -> NodeConfig {
         peers.insert(
             origin(),
             PeerConfig {
-                origin: origin(),
-                address: "192.0.2.1".parse().unwrap(),
-                port: 179,
-                peer_as: 65000,
-                local_as: 64512,
-                password: None,
-                ttl_security: None,
-                source_address: None,
-                hold_time: Duration::from_secs(90),
-                keepalive_time: None,
-                max_restart_time: Duration::from_secs(120),
                 // The driver never connects: the test plays the session.
                 passive: true,
-                next_hop_mode: NextHopMode::Auto,
-                num_allowed_local_as: 0,
-                max_prefixes: None,
-                filters: vec![],
-                families: vec![Family::Ipv4Unicast],
-                route_reflector_client: false,
-                bfd: None,
+                ..crate::fixtures::peer("192.0.2.1")
             },
         );
     }
     NodeConfig {
-        node_name: "n1".into(),
-        local_as: 64512,
-        router_id: "10.0.0.1".parse().unwrap(),
-        ipv4_address: None,
-        ipv6_address: None,
-        route_reflector_cluster_id: None,
-        listen_port: 179,
         // No node address: no listener is bound.
-        bind_mode: BindMode::NodeIp,
         originate: originate
             .iter()
             .map(|p| (p.parse().unwrap(), vec![]))
             .collect(),
         peers,
-        filters: BTreeMap::new(),
-        prefix_communities: vec![],
-        pod_cidrs: vec![],
-        cluster: Default::default(),
-        max_paths: 16,
-        problems: Vec::new(),
-        pass_unknown_attributes: false,
-        graceful_shutdown: None,
+        ..crate::fixtures::node()
     }
 }
 

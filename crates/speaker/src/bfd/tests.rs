@@ -2,7 +2,7 @@
 //! set of sessions is reached from the current one.
 
 use super::*;
-use petrel_datastore::resolved::{BfdSettings, BindMode, NextHopMode, PeerOrigin};
+use petrel_datastore::resolved::{BfdSettings, BindMode};
 use std::time::Duration;
 
 fn settings() -> BfdSettings {
@@ -18,48 +18,19 @@ fn settings() -> BfdSettings {
 
 fn peer(address: &str, bfd: Option<BfdSettings>) -> PeerConfig {
     PeerConfig {
-        origin: PeerOrigin::BgpPeer("tor".into()),
-        address: address.parse().unwrap(),
-        port: 179,
-        peer_as: 65000,
-        local_as: 64512,
-        password: None,
-        ttl_security: None,
-        source_address: None,
-        hold_time: Duration::from_secs(90),
-        keepalive_time: None,
-        max_restart_time: Duration::from_secs(120),
-        passive: false,
-        next_hop_mode: NextHopMode::Auto,
-        num_allowed_local_as: 0,
-        max_prefixes: None,
-        filters: vec![],
         families: vec![],
-        route_reflector_client: false,
         bfd,
+        ..crate::fixtures::peer(address)
     }
 }
 
 fn node() -> NodeConfig {
     NodeConfig {
-        node_name: "n1".into(),
-        local_as: 64512,
         router_id: "10.0.0.2".parse().unwrap(),
         ipv4_address: Some("10.0.0.2/24".parse().unwrap()),
         ipv6_address: Some("fd00::2/64".parse().unwrap()),
-        route_reflector_cluster_id: None,
-        listen_port: 179,
         bind_mode: BindMode::None,
-        originate: Default::default(),
-        peers: Default::default(),
-        filters: Default::default(),
-        prefix_communities: vec![],
-        pod_cidrs: vec![],
-        cluster: Default::default(),
-        max_paths: 16,
-        problems: vec![],
-        pass_unknown_attributes: false,
-        graceful_shutdown: None,
+        ..crate::fixtures::node()
     }
 }
 
