@@ -146,6 +146,53 @@ impl Lab {
         );
         parse_routes(&self.exec(node, &cmd)?).with_context(|| format!("{node}: {cmd}"))
     }
+
+    /// `node`'s kernel next hops for exactly `prefix` (sorted), empty when it
+    /// has no route; an error when it has several routes for it.
+    pub fn kernel_hops(&self, node: &str, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let routes = self.kernel_routes_for(node, prefix)?;
+        anyhow::ensure!(routes.len() <= 1, "several routes for {prefix}: {routes:?}");
+        let mut hops: Vec<String> = routes
+            .first()
+            .map(|r| r.gateways().into_iter().map(str::to_string).collect())
+            .unwrap_or_default();
+        hops.sort();
+        Ok(hops)
+    }
+
+    /// Polls until `node` routes `prefix` via exactly `want` (addresses
+    /// compared as addresses), at most `within`; how long it took.
+    pub fn wait_kernel_hops(
+        &self,
+        node: &str,
+        prefix: &str,
+        want: &[&str],
+        within: std::time::Duration,
+    ) -> anyhow::Result<std::time::Duration> {
+        let start = std::time::Instant::now();
+        crate::wait_for(
+            within,
+            &format!("{node} to route {prefix} via {want:?}"),
+            || {
+                let hops = self.kernel_hops(node, prefix)?;
+                anyhow::ensure!(
+                    same_hops(&hops, want),
+                    "{node} routes {prefix} via {hops:?}"
+                );
+                Ok(())
+            },
+        )?;
+        Ok(start.elapsed())
+    }
+}
+
+/// Whether `hops` are exactly the addresses `want` (in any order and
+/// spelling: `fd00::1` and `fd00:0::1` are the same).
+pub fn same_hops(hops: &[String], want: &[&str]) -> bool {
+    hops.len() == want.len()
+        && want
+            .iter()
+            .all(|w| hops.iter().any(|h| crate::status::same_addr(h, w)))
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub mod scale;
 pub mod status;
 pub mod topology;
 
-pub use kernel::KernelRoute;
+pub use kernel::{KernelRoute, same_hops};
 pub use lab::{Lab, cleanup_stale};
 pub use status::{Afi, DaemonRoute, PetrelPeer, PetrelRoute, Session};
 pub use topology::{Kind, Topology};

@@ -407,11 +407,7 @@ fn propagation(
         let deadline = Instant::now() + Duration::from_secs(60);
         let times = loop {
             let seen = monitors.first(&others, &dst, false, t0 - 1_000_000)?;
-            let missing: Vec<&String> = seen
-                .iter()
-                .filter(|(_, t)| t.is_none())
-                .map(|(n, _)| n)
-                .collect();
+            let missing = unseen(&seen);
             if missing.is_empty() {
                 break Some(seen);
             }
@@ -557,11 +553,7 @@ fn wait_withdrawn(
     let deadline = Instant::now() + limit;
     loop {
         let seen = monitors.first(&others, &dst, true, t0)?;
-        let missing: Vec<&String> = seen
-            .iter()
-            .filter(|(_, t)| t.is_none())
-            .map(|(n, _)| n)
-            .collect();
+        let missing = unseen(&seen);
         if missing.is_empty() {
             let last = seen.values().flatten().max().copied().unwrap_or(t0);
             return Ok((last - t0).max(0) as f64 / 1000.0);
@@ -644,6 +636,15 @@ pub fn render(args: &ScaleArgs, report: &Report) -> String {
         let _ = writeln!(t, "- propagation incomplete: {f}");
     }
     t
+}
+
+/// The nodes of a monitor answer (`Monitors::first`) that have not seen
+/// the event yet.
+fn unseen(seen: &BTreeMap<String, Option<i64>>) -> Vec<&String> {
+    seen.iter()
+        .filter(|(_, t)| t.is_none())
+        .map(|(n, _)| n)
+        .collect()
 }
 
 #[cfg(test)]

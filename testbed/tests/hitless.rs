@@ -79,32 +79,9 @@ fn cordon(lab: &Lab, node: &str, cordoned: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The ToR's kernel next hops for exactly `prefix`, sorted.
-fn tor_hops(lab: &Lab, prefix: &str) -> anyhow::Result<Vec<String>> {
-    let routes = lab.kernel_routes_for("tor", prefix)?;
-    ensure!(routes.len() <= 1, "several routes for {prefix}: {routes:?}");
-    let mut hops: Vec<String> = routes
-        .first()
-        .map(|r| r.gateways().into_iter().map(str::to_string).collect())
-        .unwrap_or_default();
-    hops.sort();
-    Ok(hops)
-}
-
 fn wait_tor_hops(lab: &Lab, prefix: &str, want: &[&str]) -> anyhow::Result<()> {
-    wait_for(
-        PROPAGATE,
-        &format!("the ToR to route {prefix} via {want:?}"),
-        || {
-            let hops = tor_hops(lab, prefix)?;
-            ensure!(
-                hops.len() == want.len()
-                    && want.iter().all(|w| hops.iter().any(|h| same_addr(h, w))),
-                "ToR routes {prefix} via {hops:?}"
-            );
-            Ok(())
-        },
-    )
+    lab.wait_kernel_hops("tor", prefix, want, PROPAGATE)
+        .map(drop)
 }
 
 /// One of FRR's paths for a prefix.

@@ -16,10 +16,9 @@ mod common;
 mod routing_util;
 
 use anyhow::ensure;
-use petrel_testbed::status::same_addr;
-use petrel_testbed::{Lab, wait_for};
+use petrel_testbed::Lab;
 use routing_util::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const NODES: [(&str, &str, &str); 3] = [
     ("node1", "10.0.1.1", "fd00:0:1::1"),
@@ -55,14 +54,7 @@ fn apply(lab: &Lab, file: &str, text: &str) -> anyhow::Result<()> {
 /// The ToR's kernel next hops for exactly `prefix` (sorted), empty when it
 /// has no route.
 fn tor_hops(lab: &Lab, prefix: &str) -> anyhow::Result<Vec<String>> {
-    let routes = lab.kernel_routes_for("tor", prefix)?;
-    ensure!(routes.len() <= 1, "several routes for {prefix}: {routes:?}");
-    let mut hops: Vec<String> = routes
-        .first()
-        .map(|r| r.gateways().into_iter().map(str::to_string).collect())
-        .unwrap_or_default();
-    hops.sort();
-    Ok(hops)
+    lab.kernel_hops("tor", prefix)
 }
 
 fn wait_tor_hops(
@@ -71,21 +63,7 @@ fn wait_tor_hops(
     want: &[&str],
     within: Duration,
 ) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    wait_for(
-        within,
-        &format!("the ToR to route {prefix} via {want:?}"),
-        || {
-            let hops = tor_hops(lab, prefix)?;
-            ensure!(
-                hops.len() == want.len()
-                    && want.iter().all(|w| hops.iter().any(|h| same_addr(h, w))),
-                "ToR routes {prefix} via {hops:?}"
-            );
-            Ok(())
-        },
-    )?;
-    Ok(start.elapsed())
+    lab.wait_kernel_hops("tor", prefix, want, within)
 }
 
 fn service(name: &str, cluster_ip: &str, external_ip: &str, lb_ip: &str) -> String {

@@ -483,15 +483,20 @@ fn rbac_grants_what_the_agent_reads() {
     assert_eq!(rb[0].role_ref.name, "petrel-secrets");
 }
 
-#[test]
-fn daemonset_runs_the_agent_in_the_host_network() {
+/// The pod template of `manifests/daemonset.yaml`.
+fn daemonset_pod() -> k8s_openapi::api::core::v1::PodSpec {
     use k8s_openapi::api::apps::v1::DaemonSet;
     let ds: Vec<DaemonSet> = typed_docs("daemonset.yaml", "DaemonSet");
-    let pod = ds[0]
+    ds[0]
         .spec
         .as_ref()
         .and_then(|s| s.template.spec.clone())
-        .expect("pod spec");
+        .expect("pod spec")
+}
+
+#[test]
+fn daemonset_runs_the_agent_in_the_host_network() {
+    let pod = daemonset_pod();
     assert_eq!(pod.host_network, Some(true));
     assert_eq!(pod.service_account_name.as_deref(), Some("petrel"));
     let c = &pod.containers[0];
@@ -581,13 +586,7 @@ fn readme_tables_are_not_split_by_blank_lines() {
 /// Issue 18: the DaemonSet drains on SIGTERM, within its grace period.
 #[test]
 fn daemonset_drains_within_the_grace_period() {
-    use k8s_openapi::api::apps::v1::DaemonSet;
-    let ds: Vec<DaemonSet> = typed_docs("daemonset.yaml", "DaemonSet");
-    let pod = ds[0]
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.clone())
-        .expect("pod spec");
+    let pod = daemonset_pod();
     let args = pod.containers[0].args.clone().unwrap_or_default();
     let drain: i64 = args
         .iter()

@@ -177,14 +177,7 @@ impl K8sLab {
     /// The ToR's kernel next hops for exactly `prefix` (sorted), empty when
     /// it has no route.
     pub fn tor_hops(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
-        let routes = self.lab.kernel_routes_for("tor", prefix)?;
-        ensure!(routes.len() <= 1, "several routes for {prefix}: {routes:?}");
-        let mut hops: Vec<String> = routes
-            .first()
-            .map(|r| r.gateways().into_iter().map(str::to_string).collect())
-            .unwrap_or_default();
-        hops.sort();
-        Ok(hops)
+        self.lab.kernel_hops("tor", prefix)
     }
 
     /// Polls (every 50 ms) until the ToR routes `prefix` via exactly `want`.
@@ -197,8 +190,7 @@ impl K8sLab {
         let start = Instant::now();
         loop {
             let hops = self.tor_hops(prefix)?;
-            if hops.len() == want.len() && want.iter().all(|w| hops.iter().any(|h| same_addr(h, w)))
-            {
+            if petrel_testbed::same_hops(&hops, want) {
                 return Ok(start.elapsed());
             }
             if start.elapsed() > within {
